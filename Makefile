@@ -1,0 +1,75 @@
+# dflab — `make help` lists the targets. Every target installs what it needs into .venv first.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+PIP := $(PYTHON) -m pip
+STAMP := $(VENV)/.dflab-installed
+# The torch/torchvision pair installed before everything else (override for another CUDA/CPU build).
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+DFLAB := $(PYTHON) -m dflab
+
+EXP ?= experiments/mesonet4_demo.yaml
+SWEEP ?= sweeps/demo.yaml
+ARGS ?=
+RUN ?=
+PORT ?= 5000
+PYTEST_ARGS ?=
+
+export NO_ALBUMENTATIONS_UPDATE := 1
+export PYTHONWARNINGS ?= ignore::DeprecationWarning
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast sweep train faces demo export ui bench lint typecheck clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo
+	@echo "  Variables: EXP=$(EXP) SWEEP=$(SWEEP) ARGS='key=value ...' RUN=<mlflow run id> PORT=$(PORT)"
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip wheel setuptools
+	$(PIP) install $(TORCH_SPEC)
+	$(PIP) install -e '.[dev]'
+	# insightface declares the GUI OpenCV build; dflab keeps the headless one (see README).
+	$(PIP) install --no-deps 'insightface==2.1'
+	touch $@
+
+install: $(STAMP) ## Create .venv and install dflab with its dependencies
+
+test: $(STAMP) ## Run the whole test suite (includes slow end-to-end tests)
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## Run the tests not marked slow
+	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+sweep: $(STAMP) ## Optuna sweep (default: the built-in demo dataset) logged to MLflow
+	$(DFLAB) sweep $(SWEEP) $(ARGS)
+
+train: $(STAMP) ## Train one experiment: make train EXP=experiments/x.yaml ARGS="trainer.max_epochs=3"
+	$(DFLAB) train $(EXP) $(ARGS)
+
+faces: $(STAMP) ## Detect faces once for the experiment's dataset (cached)
+	$(DFLAB) faces $(EXP) $(ARGS)
+
+demo: $(STAMP) ## Generate the built-in demo dataset under data/demo
+	$(DFLAB) demo
+
+export: $(STAMP) ## Export the best checkpoint of the latest sweep (or RUN=<run id>) to ONNX and .pt2
+	$(DFLAB) export $(if $(RUN),--run-id $(RUN))
+
+ui: $(STAMP) ## Serve the MLflow UI on the runs in mlruns/ (PORT=5000 by default)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts --host 127.0.0.1 --port $(PORT)
+
+bench: $(STAMP) ## Measure throughput (writes docs/benchmarks.md figures to stdout)
+	$(PYTHON) bench/run.py
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check src tests bench
+
+typecheck: $(STAMP) ## mypy
+	$(VENV)/bin/mypy
+
+clean: ## Remove caches and generated data (keeps mlruns/)
+	rm -rf cache data/demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,110 @@
+"""The ``dflab`` command line: ``train``, ``sweep``, ``export``, ``faces``, ``demo``.
+
+Configuration errors (unknown key, wrong type, bad dataset layout) end the command with exit
+status 2 and a one-line message naming the key or file, before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from dflab.config import load_config
+    from dflab.training.train import run_experiment
+
+    cfg = load_config(args.experiment, args.overrides)
+    run_experiment(cfg)
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from dflab.sweeps.space import load_sweep
+    from dflab.sweeps.sweep import run_sweep
+
+    run_sweep(load_sweep(args.sweep, args.overrides), n_trials=args.n_trials)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from dflab.export.export import export_run
+
+    export_run(run_id=args.run_id, tracking_uri=args.tracking_uri, out_dir=args.out_dir,
+               atol=args.atol)
+    return 0
+
+
+def _faces(args: argparse.Namespace) -> int:
+    from dflab.config import load_config
+    from dflab.data.datamodule import resolve_items
+    from dflab.faces.index import FaceIndex
+
+    cfg = load_config(args.experiment, args.overrides)
+    items = resolve_items(cfg.data)
+    index = FaceIndex(cfg.faces.cache_dir, cfg.faces.detector, cfg.faces.num_frames)
+    report = index.build([it.path for it in items], workers=cfg.faces.workers)
+    print(report.summary_table())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from dflab.data.demo import DemoSpec, ensure_demo_dataset
+
+    print(ensure_demo_dataset(args.root, DemoSpec(seed=args.seed)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dflab", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one experiment (YAML + key=value overrides)")
+    t.add_argument("experiment")
+    t.add_argument("overrides", nargs="*", metavar="key=value")
+    t.set_defaults(fn=_train)
+
+    s = sub.add_parser("sweep", help="Optuna sweep logged to MLflow (adds trials to the study)")
+    s.add_argument("sweep")
+    s.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="sweep keys (n_trials=4) or experiment keys (trainer.max_epochs=2)")
+    s.add_argument("--n-trials", type=int, default=None, help="trials to add (default: the sweep's n_trials)")
+    s.set_defaults(fn=_sweep)
+
+    e = sub.add_parser("export", help="export a checkpoint to ONNX and torch.export with a parity check")
+    e.add_argument("--run-id", default=None, help="MLflow run (default: best trial of the latest sweep)")
+    e.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db")
+    e.add_argument("--out-dir", default="outputs/export")
+    e.add_argument("--atol", type=float, default=1e-4, help="largest allowed |difference| of scores")
+    e.set_defaults(fn=_export)
+
+    f = sub.add_parser("faces", help="detect faces once for an experiment's dataset (cached)")
+    f.add_argument("experiment")
+    f.add_argument("overrides", nargs="*", metavar="key=value")
+    f.set_defaults(fn=_faces)
+
+    d = sub.add_parser("demo", help="generate the built-in demo dataset")
+    d.add_argument("--root", default="data/demo")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(fn=_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from dflab.config import ConfigError
+    from dflab.data.sources import DatasetLayoutError
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "mlflow", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except (ConfigError, DatasetLayoutError, FileNotFoundError) as err:
+        print(f"dflab {args.command}: error: {err}", file=sys.stderr)
+        return 2

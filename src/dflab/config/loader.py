@@ -1,0 +1,224 @@
+"""Load experiment YAML files, apply ``key=value`` overrides and validate them strictly.
+
+Unknown keys and values of the wrong type are refused before anything runs, with a message
+that names the key (and suggests the closest valid key).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from dflab.config.schema import ExperimentConfig
+
+T = TypeVar("T")
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.source": ("demo", "folder", "manifest"),
+    "data.augment": ("none", "light", "strong"),
+    "optim.name": ("adamw", "adam", "sgd"),
+    "optim.scheduler": ("cosine", "none"),
+}
+POSITIVE = ("data.frames_per_clip", "data.frame_stride", "data.train_clips_per_video",
+            "data.eval_clips_per_video", "data.image_size", "data.batch_size", "faces.num_frames",
+            "trainer.max_epochs", "trainer.devices", "trainer.accumulate_grad_batches", "optim.lr")
+
+
+class ConfigError(ValueError):
+    """An experiment configuration is invalid; the message names the key."""
+
+
+def _fields(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _suggest(name: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping of settings, got {type(value).__name__} {value!r}")
+        return _build(tp, value, prefix=f"{key}.")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp in (list, dict):
+        if isinstance(value, tp):
+            return value
+    elif tp is Any:
+        return value
+    name = getattr(tp, "__name__", str(tp))
+    raise ConfigError(f"{key}: expected {name}, got {type(value).__name__} {value!r}")
+
+
+def _build(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
+    fields = _fields(cls)
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        k = unknown[0]
+        raise ConfigError(f"unknown config key {prefix + k!r}{_suggest(k, fields)}; valid keys under "
+                          f"{prefix.rstrip('.') or 'the top level'}: {', '.join(fields)}")
+    kwargs = {k: _coerce(v, fields[k], prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Nested plain dict of a config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten a nested mapping into dotted keys (``{"a": {"b": 1}} -> {"a.b": 1}``)."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, Mapping):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def field_type(key: str, cls: type = ExperimentConfig) -> Any:
+    """Type of a dotted config key.
+
+    Raises:
+        ConfigError: the key does not exist (names it and suggests the closest one).
+    """
+    parts = key.split(".")
+    tp: Any = cls
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(tp):
+            raise ConfigError(f"unknown config key {key!r}: {'.'.join(parts[:i])} is not a section")
+        fields = _fields(tp)
+        if part not in fields:
+            prefix = ".".join(parts[:i])
+            opts = [f"{prefix}.{f}" if prefix else f for f in fields]
+            raise ConfigError(f"unknown config key {key!r}{_suggest(key, opts)}")
+        tp = fields[part]
+    return tp
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one ``key=value`` override; the value is read as YAML unless the key is a string.
+
+    Raises:
+        ConfigError: not of the form ``key=value``, or an unknown key.
+    """
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    tp = field_type(key)
+    if dataclasses.is_dataclass(tp):
+        raise ConfigError(f"override {key!r} names a whole section; set one of its keys instead")
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    accepts_str = tp is str or (typing.get_origin(tp) in (typing.Union, types.UnionType)
+                                and str in typing.get_args(tp))
+    if accepts_str and not (value is None and raw.strip().lower() in ("null", "none", "~")):
+        value = raw
+    return key, value
+
+
+def _set(data: dict[str, Any], key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def _validate(cfg: ExperimentConfig) -> None:
+    flat = flatten(to_dict(cfg))
+    for key, options in CHOICES.items():
+        if flat[key] not in options:
+            raise ConfigError(f"{key}: {flat[key]!r} is not one of {', '.join(options)}")
+    for key in POSITIVE:
+        if flat[key] <= 0:
+            raise ConfigError(f"{key}: must be > 0, got {flat[key]!r}")
+    for key in ("data.val_fraction", "data.test_fraction"):
+        if not 0.0 <= flat[key] < 1.0:
+            raise ConfigError(f"{key}: must be in [0, 1), got {flat[key]!r}")
+    if cfg.monitor not in ("val/video_auroc", "val/frame_auroc", "val/video_ap", "val/loss"):
+        raise ConfigError(f"monitor: {cfg.monitor!r} is not a validation metric dflab logs "
+                          "(val/video_auroc, val/frame_auroc, val/video_ap, val/loss)")
+
+
+def build_config(data: Mapping[str, Any] | None = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Build a validated config from a nested mapping plus ``key=value`` overrides.
+
+    Raises:
+        ConfigError: unknown key, wrong type or invalid value; the message names the key.
+    """
+    merged: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(data or {}))) or {}
+    for text in overrides:
+        key, value = parse_override(text)
+        _set(merged, key, value)
+    cfg = _build(ExperimentConfig, merged)
+    _validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Load an experiment YAML file and apply overrides.
+
+    Raises:
+        ConfigError: missing file, malformed YAML, unknown key or wrong type (names file and key).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: experiment file does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: top level must be a mapping of settings")
+    try:
+        return build_config(data, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML (loadable by :func:`load_config`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return path

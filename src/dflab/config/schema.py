@@ -1,0 +1,157 @@
+"""Typed experiment configuration.
+
+Every key an experiment YAML may hold is a field here; anything else is refused with a message
+naming the key (see :mod:`dflab.config.loader`). Paths are relative to the working directory
+(the repository root when run through ``make``), never absolute in shipped configs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DataConfig:
+    """Where the videos are and how clips are cut from them.
+
+    Attributes:
+        source: ``demo`` (the built-in dataset, generated on first use), ``folder``
+            (``real/``, ``fake/`` [, ``val/…``, ``test/…``]) or ``manifest`` (CSV).
+        root: dataset folder (``demo``/``folder``) or CSV file (``manifest``).
+        demo_seed: seed of the built-in demo dataset.
+        val_fraction: share of groups moved to validation when the data names no val split.
+        test_fraction: share of groups moved to test when the data names no test split.
+        split_seed: seed of that group split.
+        frames_per_clip: frames in one clip (1 for frame models).
+        frame_stride: step between the frames of a clip.
+        train_clips_per_video: random clips drawn from each training video per epoch.
+        eval_clips_per_video: evenly spaced clips scored per validation/test video.
+        image_size: side of the square face crop fed to the model.
+        batch_size: clips per batch (per process under DDP).
+        num_workers: DataLoader worker processes.
+        augment: training augmentation preset: ``none``, ``light`` or ``strong``.
+    """
+
+    source: str = "demo"
+    root: str = "data/demo"
+    demo_seed: int = 0
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    split_seed: int = 0
+    frames_per_clip: int = 1
+    frame_stride: int = 1
+    train_clips_per_video: int = 8
+    eval_clips_per_video: int = 8
+    image_size: int = 96
+    batch_size: int = 32
+    num_workers: int = 2
+    augment: str = "light"
+
+
+@dataclass
+class FacesConfig:
+    """Face detection, run once per video and cached.
+
+    Attributes:
+        detector: detector name (see :func:`dflab.faces.detector.create_detector`).
+        num_frames: frames sampled evenly per video for detection.
+        margin: crop side as a multiple of the detected box's longer side.
+        cache_dir: where detections are cached.
+        workers: processes used to build the face index.
+    """
+
+    detector: str = "dlib_hog"
+    num_frames: int = 16
+    margin: float = 1.3
+    cache_dir: str = "cache/faces"
+    workers: int = 2
+
+
+@dataclass
+class ModelConfig:
+    """The network.
+
+    Attributes:
+        backbone: a registered dflab model (``meso4``) or any timm model name.
+        pretrained_file: local weights file for the backbone (no hub download), or ``null``.
+        drop_rate: dropout before the classifier.
+    """
+
+    backbone: str = "meso4"
+    pretrained_file: str | None = None
+    drop_rate: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and learning-rate schedule.
+
+    Attributes:
+        name: ``adamw``, ``adam`` or ``sgd``.
+        lr: peak learning rate.
+        weight_decay: decoupled weight decay.
+        momentum: SGD momentum.
+        scheduler: ``cosine`` or ``none``.
+        warmup_epochs: linear warm-up epochs before the schedule.
+    """
+
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    scheduler: str = "cosine"
+    warmup_epochs: int = 0
+
+
+@dataclass
+class TrainerConfig:
+    """Arguments passed to ``pytorch_lightning.Trainer`` (the ones dflab supports)."""
+
+    max_epochs: int = 5
+    accelerator: str = "auto"
+    devices: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = None
+    limit_train_batches: float = 1.0
+    limit_val_batches: float = 1.0
+    log_every_n_steps: int = 10
+    deterministic: bool = False
+    enable_progress_bar: bool = True
+
+
+@dataclass
+class LoggingConfig:
+    """Where runs and checkpoints go.
+
+    Attributes:
+        tracking_uri: MLflow tracking URI (SQLite database under ``mlruns/`` by default).
+        artifact_location: root folder for MLflow artifacts of new experiments.
+        experiment: MLflow experiment name.
+        run_name: MLflow run name (default: the experiment ``name``).
+        output_dir: local folder for checkpoints and reports.
+        log_checkpoint: upload the best checkpoint to MLflow as an artifact.
+    """
+
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    artifact_location: str = "mlruns/artifacts"
+    experiment: str = "dflab"
+    run_name: str | None = None
+    output_dir: str = "outputs"
+    log_checkpoint: bool = True
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment: data, faces, model, optimisation, trainer and logging."""
+
+    name: str = "experiment"
+    seed: int = 42
+    monitor: str = "val/video_auroc"
+    data: DataConfig = field(default_factory=DataConfig)
+    faces: FacesConfig = field(default_factory=FacesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)

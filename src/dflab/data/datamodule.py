@@ -1,0 +1,143 @@
+"""LightningDataModule: dataset source → face index → streamed face clips.
+
+``prepare_data`` (once per machine) generates the demo dataset when asked and builds the face
+index in parallel; ``setup`` (every process) reads the cached faces, leaves out videos that
+cannot be decoded or hold no face (recorded in :attr:`DeepfakeDataModule.excluded`) and builds
+one dataset per split.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from dflab.config.schema import DataConfig, FacesConfig
+from dflab.data.dataset import ClipSpec, FaceClipDataset
+from dflab.data.sources import DatasetLayoutError, VideoItem, assign_splits, read_manifest, scan_folder
+from dflab.faces.index import FaceIndex, FaceReport, VideoFaces
+
+
+def resolve_items(data: DataConfig, progress: bool = True) -> list[VideoItem]:
+    """List the dataset's videos with a split each (generating the demo dataset if needed).
+
+    Raises:
+        DatasetLayoutError: the dataset does not match the layout ``data.source`` names.
+    """
+    if data.source == "demo":
+        from dflab.data.demo import DemoSpec, ensure_demo_dataset
+
+        items = read_manifest(ensure_demo_dataset(data.root, DemoSpec(seed=data.demo_seed), progress=progress))
+    elif data.source == "manifest":
+        items = read_manifest(data.root)
+    else:
+        items = scan_folder(data.root)
+    return assign_splits(items, data.val_fraction, data.test_fraction, data.split_seed)
+
+
+class DeepfakeDataModule(pl.LightningDataModule):
+    """Face clips for training, validation and test.
+
+    Args:
+        data: dataset and clip settings.
+        faces: face-detection settings.
+        seed: seed of the random training clips.
+        progress: show progress bars while preparing.
+    """
+
+    def __init__(self, data: DataConfig, faces: FacesConfig, seed: int = 0, progress: bool = True) -> None:
+        super().__init__()
+        self.data_cfg, self.faces_cfg, self.seed, self.progress = data, faces, seed, progress
+        self.items: list[VideoItem] = []
+        self.excluded: list[dict[str, str]] = []
+        self.face_report: FaceReport | None = None
+        self.datasets: dict[str, FaceClipDataset] = {}
+        self.split_items: dict[str, list[VideoItem]] = {}
+
+    def face_index(self) -> FaceIndex:
+        return FaceIndex(self.faces_cfg.cache_dir, self.faces_cfg.detector, self.faces_cfg.num_frames)
+
+    def prepare_data(self) -> None:
+        if self.face_report is not None:  # fit, validate and test each call this
+            return
+        items = resolve_items(self.data_cfg, self.progress)
+        self.face_report = self.face_index().build(
+            [it.path for it in items], workers=self.faces_cfg.workers, progress=self.progress
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        self.items = resolve_items(self.data_cfg, progress=False)
+        index = self.face_index()
+        spec = ClipSpec(self.data_cfg.frames_per_clip, self.data_cfg.frame_stride,
+                        self.data_cfg.image_size, self.faces_cfg.margin)
+        self.excluded = []
+        for split in ("train", "val", "test"):
+            kept: list[tuple[VideoItem, VideoFaces]] = []
+            for it in (i for i in self.items if i.split == split):
+                faces = index.get(it.path)
+                if faces.ok:
+                    kept.append((it, faces))
+                else:
+                    self.excluded.append({"path": it.path, "split": split, "reason": faces.reason or ""})
+            if not kept:
+                continue
+            items, faces_list = zip(*kept, strict=True)
+            self.split_items[split] = list(items)
+            train = split == "train"
+            clips = self.data_cfg.train_clips_per_video if train else self.data_cfg.eval_clips_per_video
+            self.datasets[split] = FaceClipDataset(items, faces_list, spec, clips, train=train,
+                                                   augment=self.data_cfg.augment, seed=self.seed)
+        for split in ("train", "val"):
+            if split not in self.datasets:
+                raise DatasetLayoutError(
+                    f"{self.data_cfg.root}: no usable {split} video (after leaving out "
+                    f"{len(self.excluded)} without a face or unreadable); check the layout or "
+                    f"data.val_fraction"
+                )
+            labels = {it.label for it in self.split_items[split]}
+            if labels != {0, 1}:
+                raise DatasetLayoutError(
+                    f"{self.data_cfg.root}: the {split} split holds only "
+                    f"{'real' if labels == {0} else 'fake'} videos; it needs both classes"
+                )
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        workers = self.data_cfg.num_workers
+        return DataLoader(
+            self.datasets[split], batch_size=self.data_cfg.batch_size, shuffle=shuffle,
+            num_workers=workers, persistent_workers=workers > 0, pin_memory=False,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if "test" not in self.datasets:
+            raise DatasetLayoutError(f"{self.data_cfg.root}: the dataset has no test split")
+        return self._loader("test", shuffle=False)
+
+    def has_split(self, split: str) -> bool:
+        return split in self.datasets
+
+    def report(self) -> dict[str, Any]:
+        """Counts per split and label, and the videos left out with their reasons."""
+        counts = {
+            split: {"real": sum(i.label == 0 for i in its), "fake": sum(i.label == 1 for i in its)}
+            for split, its in self.split_items.items()
+        }
+        return {"videos": counts, "excluded": self.excluded}
+
+    def write_report(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.report(), indent=2))
+        return path

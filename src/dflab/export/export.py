@@ -1,0 +1,165 @@
+"""Export a trained detector to ONNX and ``torch.export`` (.pt2), with a parity check.
+
+The exported graph takes face crops ``(B, 3, H, W)`` as RGB in ``[0, 1]`` (normalisation is built
+in) and returns ``(logit, fake_probability)``, each ``(B,)``. Both exports are run on real face
+clips from the run's own dataset and compared with the eager checkpoint; the export fails when the
+largest absolute difference of the logits exceeds the tolerance (``1e-4`` by default).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dflab.config import ExperimentConfig, build_config
+from dflab.config.schema import LoggingConfig
+
+
+class ExportParityError(RuntimeError):
+    """An exported model's scores differ from the checkpoint's by more than the tolerance."""
+
+
+class ScoringModel(nn.Module):
+    """Frame classifier returning ``(logit, probability)``."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logit = self.net(frames)
+        return logit, torch.sigmoid(logit)
+
+
+@dataclass
+class ExportResult:
+    """Paths of the exported files and their parity with eager PyTorch."""
+
+    onnx_path: Path
+    pt2_path: Path
+    onnx_max_abs_diff: float
+    pt2_max_abs_diff: float
+    num_frames: int
+
+
+def load_checkpoint(path: str | Path) -> tuple[ExperimentConfig, nn.Module]:
+    """Rebuild the network of a dflab checkpoint in eval mode, with its experiment config."""
+    from dflab.training.train import build_module
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if "dflab_config" not in ckpt:
+        raise ValueError(f"{path}: not a dflab checkpoint (no dflab_config entry)")
+    cfg = build_config(ckpt["dflab_config"])
+    cfg.model.pretrained_file = None  # the checkpoint holds the weights
+    module = build_module(cfg)
+    module.load_state_dict(ckpt["state_dict"])
+    return cfg, module.net.eval()
+
+
+def sample_frames(cfg: ExperimentConfig, count: int = 32) -> torch.Tensor:
+    """Real face crops from the run's dataset (test split if present, else validation)."""
+    from dflab.data.datamodule import DeepfakeDataModule
+
+    cfg.data.num_workers = 0
+    dm = DeepfakeDataModule(cfg.data, cfg.faces, seed=cfg.seed, progress=False)
+    dm.prepare_data()
+    dm.setup("test")
+    dataset = dm.datasets["test" if dm.has_split("test") else "val"]
+    step = max(1, len(dataset) // count)
+    clips = [dataset[i]["clip"] for i in range(0, len(dataset), step)][:count]
+    return torch.cat(clips)  # (N*T, 3, H, W)
+
+
+def export_model(net: nn.Module, frames: torch.Tensor, out_dir: str | Path, atol: float = 1e-4) -> ExportResult:
+    """Export ``net`` to ``model.onnx`` and ``model.pt2`` in ``out_dir`` and check parity on ``frames``.
+
+    Raises:
+        ExportParityError: an export differs from eager PyTorch by more than ``atol``.
+    """
+    import onnxruntime as ort
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = ScoringModel(net).eval()
+    example = frames[:2].contiguous()
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with torch.no_grad():
+        eager = model(frames)[0].numpy()
+
+        program = torch.export.export(model, (example,), dynamic_shapes={"frames": {0: batch}})
+        pt2_path = out / "model.pt2"
+        torch.export.save(program, pt2_path)
+        reloaded = torch.export.load(pt2_path).module()
+        pt2 = reloaded(frames)[0].numpy()
+
+        onnx_path = out / "model.onnx"
+        torch.onnx.export(model, (example,), str(onnx_path), input_names=["frames"],
+                          output_names=["logit", "fake_probability"],
+                          dynamic_shapes={"frames": {0: batch}}, dynamo=True, verbose=False)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    onnx_logits = session.run(["logit"], {"frames": frames.numpy()})[0]
+
+    result = ExportResult(onnx_path, pt2_path, float(np.abs(onnx_logits - eager).max()),
+                          float(np.abs(pt2 - eager).max()), len(frames))
+    print(f"parity on {result.num_frames} real face crops: max |logit difference| "
+          f"onnx={result.onnx_max_abs_diff:.2e}  pt2={result.pt2_max_abs_diff:.2e}  (tolerance {atol:g})")
+    for name, diff in (("ONNX", result.onnx_max_abs_diff), ("torch.export", result.pt2_max_abs_diff)):
+        if not diff <= atol:
+            raise ExportParityError(f"{name} export differs from the checkpoint by {diff:.3e} > {atol:g}")
+    return result
+
+
+def latest_sweep_best_run(client: Any) -> str:
+    """Run id of the best trial of the most recently finished sweep.
+
+    Raises:
+        LookupError: no finished sweep is recorded.
+    """
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, filter_string="tags.`dflab.kind` = 'sweep'",
+                              order_by=["attributes.end_time DESC"], max_results=20)
+    for run in runs:
+        best = run.data.tags.get("best_run_id")
+        if best:
+            return best
+    raise LookupError("no finished sweep with a best run in the tracking store; run `make sweep` "
+                      "first or pass RUN=<mlflow run id>")
+
+
+def export_run(run_id: str | None = None, tracking_uri: str = "sqlite:///mlruns/mlflow.db",
+               out_dir: str | Path = "outputs/export", atol: float = 1e-4) -> ExportResult:
+    """Export the best checkpoint of an MLflow run (default: best trial of the latest sweep).
+
+    The files and the measured differences are logged to the same MLflow run under ``export/``.
+    """
+    from dflab.tracking.mlflow_utils import client as mlflow_client
+
+    client = mlflow_client(LoggingConfig(tracking_uri=tracking_uri))
+    run_id = run_id or latest_sweep_best_run(client)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(client.download_artifacts(run_id, "checkpoints", tmp))
+        ckpts = sorted(p for p in local.glob("*.ckpt") if p.name.startswith("best"))
+        if not ckpts:
+            raise FileNotFoundError(f"run {run_id} has no best checkpoint artifact under checkpoints/")
+        cfg, net = load_checkpoint(ckpts[0])
+    target = Path(out_dir) / run_id
+    print(f"exporting run {run_id} ({cfg.name}, {cfg.model.backbone}) to {target}")
+    result = export_model(net, sample_frames(cfg), target, atol)
+    meta = {"run_id": run_id, "backbone": cfg.model.backbone, "input": ["B", 3, cfg.data.image_size,
+            cfg.data.image_size], "input_range": [0.0, 1.0], "outputs": ["logit", "fake_probability"],
+            "face_margin": cfg.faces.margin, "onnx_max_abs_diff": result.onnx_max_abs_diff,
+            "pt2_max_abs_diff": result.pt2_max_abs_diff}
+    (target / "export.json").write_text(json.dumps(meta, indent=2))
+    for path in (result.onnx_path, result.pt2_path, target / "export.json"):
+        client.log_artifact(run_id, str(path), "export")
+    client.log_metric(run_id, "export/onnx_max_abs_diff", result.onnx_max_abs_diff)
+    client.log_metric(run_id, "export/pt2_max_abs_diff", result.pt2_max_abs_diff)
+    print(f"logged model.onnx, model.pt2 and export.json to MLflow run {run_id} (artifacts/export)")
+    return result

@@ -1,0 +1,5 @@
+"""Detector networks: dflab's own (MesoNet) and any timm backbone, behind one factory."""
+
+from dflab.models.registry import FrameClassifier, create_model, list_models, register_model
+
+__all__ = ["FrameClassifier", "create_model", "list_models", "register_model"]

@@ -1,0 +1,142 @@
+"""Sweep files: the base experiment, the Optuna study and the search space.
+
+A sweep YAML looks like::
+
+    experiment: experiments/mesonet4_demo.yaml
+    study: demo
+    n_trials: 6
+    params:
+      optim.lr: {low: 1.0e-4, high: 3.0e-3, log: true}
+      model.backbone: {choices: [meso4, resnet10t]}
+
+Every key under ``params`` and ``overrides`` must be a valid experiment key; the sweep file's own
+keys are checked the same way as an experiment's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dflab.config.loader import ConfigError, _build, _set, field_type, parse_override
+
+
+@dataclass
+class SamplerConfig:
+    """Optuna sampler: ``tpe`` or ``random``, with a seed."""
+
+    name: str = "tpe"
+    seed: int = 0
+    n_startup_trials: int = 3
+
+
+@dataclass
+class PrunerConfig:
+    """Optuna pruner: ``median`` or ``none``."""
+
+    name: str = "median"
+    n_startup_trials: int = 2
+    n_warmup_steps: int = 1
+
+
+@dataclass
+class SweepConfig:
+    """An Optuna study over one base experiment.
+
+    Attributes:
+        experiment: base experiment YAML.
+        study: Optuna study name (also the MLflow parent run's name).
+        storage: Optuna storage URL; trials persist there and new runs add to the study.
+        n_trials: trials added per ``dflab sweep`` call.
+        timeout_min: stop starting new trials after this many minutes (``null``: no limit).
+        direction: ``maximize`` or ``minimize`` the experiment's ``monitor`` metric.
+        mlflow_experiment: MLflow experiment holding the parent and trial runs.
+        overrides: fixed ``key=value`` experiment overrides for every trial.
+        params: search space, experiment key → ``{low, high[, log, step]}`` or ``{choices}``.
+    """
+
+    experiment: str = "experiments/mesonet4_demo.yaml"
+    study: str = "demo"
+    storage: str = "sqlite:///mlruns/optuna.db"
+    n_trials: int = 6
+    timeout_min: float | None = None
+    direction: str = "maximize"
+    mlflow_experiment: str = "dflab-sweeps"
+    overrides: list = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
+
+
+def _check_param(key: str, spec: Any) -> None:
+    field_type(key)  # raises ConfigError naming an unknown key
+    where = f"params.{key}"
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: expected a mapping like {{low, high}} or {{choices}}")
+    allowed = {"low", "high", "log", "step", "choices"}
+    extra = set(spec) - allowed
+    if extra:
+        raise ConfigError(f"{where}: unknown setting {sorted(extra)[0]!r}; use {sorted(allowed)}")
+    if "choices" in spec:
+        if not isinstance(spec["choices"], list) or not spec["choices"]:
+            raise ConfigError(f"{where}.choices: expected a non-empty list")
+    elif not {"low", "high"} <= set(spec):
+        raise ConfigError(f"{where}: needs low and high, or choices")
+
+
+def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SweepConfig:
+    """Load and check a sweep file; ``overrides`` set sweep keys or experiment keys.
+
+    An override whose key is a sweep key (``n_trials=2``) changes the sweep; any other
+    (``trainer.max_epochs=1``) is appended to the experiment overrides of every trial.
+
+    Raises:
+        ConfigError: unknown sweep or experiment key, wrong type (names the file and key).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: sweep file does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    exp_overrides: list[str] = []
+    try:
+        for text in overrides:
+            key = text.split("=", 1)[0].strip()
+            if key.split(".")[0] in SweepConfig.__dataclass_fields__:
+                value = yaml.safe_load(text.split("=", 1)[1]) if "=" in text else None
+                _set(data, key, value)
+            else:
+                parse_override(text)  # validates the experiment key now
+                exp_overrides.append(text)
+        cfg = _build(SweepConfig, data)
+        cfg.overrides = [str(o) for o in cfg.overrides] + exp_overrides
+        for text in cfg.overrides:
+            parse_override(text)
+        for key, spec in cfg.params.items():
+            _check_param(key, spec)
+        if cfg.direction not in ("maximize", "minimize"):
+            raise ConfigError(f"direction: {cfg.direction!r} is not maximize or minimize")
+        if cfg.sampler.name not in ("tpe", "random"):
+            raise ConfigError(f"sampler.name: {cfg.sampler.name!r} is not tpe or random")
+        if cfg.pruner.name not in ("median", "none"):
+            raise ConfigError(f"pruner.name: {cfg.pruner.name!r} is not median or none")
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+    return cfg
+
+
+def suggest(trial: Any, params: dict[str, dict[str, Any]]) -> list[str]:
+    """Sample every parameter for an Optuna trial; returns ``key=value`` overrides."""
+    out = []
+    for key, spec in params.items():
+        if "choices" in spec:
+            value = trial.suggest_categorical(key, spec["choices"])
+        elif isinstance(spec["low"], int) and isinstance(spec["high"], int) and not spec.get("log"):
+            value = trial.suggest_int(key, spec["low"], spec["high"], step=spec.get("step", 1))
+        else:
+            value = trial.suggest_float(key, float(spec["low"]), float(spec["high"]),
+                                        log=bool(spec.get("log", False)), step=spec.get("step"))
+        out.append(f"{key}={value}")
+    return out

@@ -1,0 +1,121 @@
+"""Detection metrics at frame (clip) and video level, one torchmetrics object per stage.
+
+Per-clip scores, labels and ids are gathered across processes (``dist_reduce_fx="cat"``), so under
+DDP the metrics cover the whole split, not one rank's shard. Clips duplicated by the distributed
+sampler's padding are dropped by id before computing. A video's score is the mean of its clips'
+fake probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import Metric
+from torchmetrics.functional.classification import (
+    binary_accuracy,
+    binary_auroc,
+    binary_average_precision,
+    binary_roc,
+)
+
+METRIC_NAMES = ("auroc", "acc", "eer", "ap", "logloss")
+
+
+def equal_error_rate(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Rate where false-positive and false-negative rates meet (lower is better)."""
+    fpr, tpr, _ = binary_roc(probs, labels.long())
+    fnr = 1.0 - tpr
+    i = torch.argmin(torch.abs(fnr - fpr))
+    return (fpr[i] + fnr[i]) / 2
+
+
+def binary_scores(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """AUROC, accuracy (threshold 0.5), EER, average precision and log loss.
+
+    Rank metrics are NaN when only one class is present (they are undefined then).
+    """
+    labels_i = labels.long()
+    probs = probs.float().clamp(1e-7, 1 - 1e-7)
+    out = {
+        "acc": binary_accuracy(probs, labels_i),
+        "logloss": F.binary_cross_entropy(probs, labels.float()),
+    }
+    if labels_i.min() == labels_i.max():
+        nan = torch.tensor(math.nan, device=probs.device)
+        out.update(auroc=nan, eer=nan, ap=nan)
+    else:
+        out.update(
+            auroc=binary_auroc(probs, labels_i),
+            eer=equal_error_rate(probs, labels_i),
+            ap=binary_average_precision(probs, labels_i),
+        )
+    return {k: out[k] for k in METRIC_NAMES}
+
+
+def video_scores(probs: torch.Tensor, labels: torch.Tensor, video_idx: torch.Tensor):
+    """Mean clip probability and label per video, ordered by video index."""
+    videos, inverse = torch.unique(video_idx, return_inverse=True)
+    sums = torch.zeros(len(videos), dtype=torch.float64, device=probs.device)
+    counts = torch.zeros_like(sums)
+    sums.index_add_(0, inverse, probs.double())
+    counts.index_add_(0, inverse, torch.ones_like(probs, dtype=torch.float64))
+    vlabels = torch.zeros(len(videos), dtype=labels.dtype, device=labels.device)
+    vlabels[inverse] = labels
+    return videos, (sums / counts).float(), vlabels
+
+
+class DetectionMetrics(Metric):
+    """Frame- and video-level AUROC, accuracy, EER, AP and log loss for one stage.
+
+    ``compute()`` returns keys ``frame_<metric>`` and ``video_<metric>``.
+    """
+
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        for name in ("logits", "labels", "video_idx", "clip_idx"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor, video_idx: torch.Tensor,
+               clip_idx: torch.Tensor) -> None:
+        self.logits.append(logits.detach().float().reshape(-1))
+        self.labels.append(labels.detach().long().reshape(-1))
+        self.video_idx.append(video_idx.detach().long().reshape(-1))
+        self.clip_idx.append(clip_idx.detach().long().reshape(-1))
+
+    def _gathered(self) -> tuple[torch.Tensor, ...]:
+        def cat(x):
+            return torch.cat(x) if isinstance(x, list) else x
+
+        logits, labels, vids, clips = (cat(s) for s in (self.logits, self.labels, self.video_idx, self.clip_idx))
+        clips, keep = _first_occurrence(clips)
+        return logits[keep], labels[keep], vids[keep]
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return self.compute_values()
+
+    def compute_values(self) -> dict[str, torch.Tensor]:
+        """The metrics over the states as they are now (call inside ``sync_context`` under DDP)."""
+        logits, labels, vids = self._gathered()
+        probs = torch.sigmoid(logits)
+        out = {f"frame_{k}": v for k, v in binary_scores(probs, labels).items()}
+        _, vprobs, vlabels = video_scores(probs, labels, vids)
+        out.update({f"video_{k}": v for k, v in binary_scores(vprobs, vlabels).items()})
+        return out
+
+    def video_predictions(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(video_idx, fake probability, label)`` per video seen so far."""
+        logits, labels, vids = self._gathered()
+        return video_scores(torch.sigmoid(logits), labels, vids)
+
+
+def _first_occurrence(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unique ids and the index of each one's first occurrence."""
+    uniq, inverse = torch.unique(ids, return_inverse=True)
+    order = torch.arange(len(ids), device=ids.device)
+    first = torch.full((len(uniq),), len(ids), dtype=torch.long, device=ids.device)
+    first.scatter_reduce_(0, inverse, order, reduce="amin")
+    return uniq, first

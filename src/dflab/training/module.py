@@ -1,0 +1,128 @@
+"""The LightningModule: a thin wrapper around an injected frame classifier.
+
+One shared :meth:`DetectorModule.model_step` serves train, validation and test; each stage owns
+one :class:`~dflab.training.metrics.DetectionMetrics` object, so the metric code is identical in
+every stage. Logged names follow ``<stage>/<level>_<metric>``, e.g. ``val/video_auroc``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dflab.config.schema import OptimConfig
+from dflab.training.metrics import DetectionMetrics
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class DetectorModule(pl.LightningModule):
+    """Train and evaluate a real/fake classifier on face clips.
+
+    Args:
+        net: maps ``(N, 3, H, W)`` frames in ``[0, 1]`` to ``(N,)`` logits.
+        optim: optimizer and schedule settings.
+        config: the full resolved experiment config (a plain dict), stored in checkpoints so that
+            export and prediction can rebuild the network.
+    """
+
+    def __init__(self, net: nn.Module, optim: OptimConfig, config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.net = net
+        self.optim_cfg = optim
+        self.config = config or {}
+        self.train_metrics = DetectionMetrics()
+        self.val_metrics = DetectionMetrics()
+        self.test_metrics = DetectionMetrics()
+        #: per stage, the last epoch's ``(video_idx, fake probability, label)`` over all processes
+        self.predictions: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def stage_metrics(self, stage: str) -> DetectionMetrics:
+        """The metric object of ``train``, ``val`` or ``test``."""
+        return getattr(self, f"{stage}_metrics")
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        """Score clips ``(B, T, 3, H, W)``: the mean of the frames' logits, shape ``(B,)``."""
+        b, t = clips.shape[:2]
+        return self.net(clips.flatten(0, 1)).view(b, t).mean(dim=1)
+
+    def model_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        logits = self(batch["clip"])
+        labels = batch["label"].float()
+        loss = F.binary_cross_entropy_with_logits(logits, labels)
+        self.stage_metrics(stage).update(logits, labels, batch["video_idx"], batch["clip_idx"])
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True,
+                 prog_bar=stage != "test", batch_size=len(labels), sync_dist=stage != "train")
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.model_step(batch, "train")
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step} "
+                f"(optim.lr={self.optim_cfg.lr}); lower optim.lr or set trainer.gradient_clip_val"
+            )
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.model_step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.model_step(batch, "test")
+
+    def _log_epoch(self, stage: str) -> None:
+        metric = self.stage_metrics(stage)
+        if not metric.update_count:
+            return
+        with metric.sync_context():  # gathers every process's clips (no-op without DDP)
+            values = metric.compute_values()
+            self.predictions[stage] = tuple(t.cpu() for t in metric.video_predictions())
+        for key, value in values.items():
+            self.log(f"{stage}/{key}", value, prog_bar=stage != "train" and key == "video_auroc")
+        metric.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._log_epoch("val")
+        else:
+            self.val_metrics.reset()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self) -> Any:
+        cfg = self.optim_cfg
+        params = [p for p in self.parameters() if p.requires_grad]
+        if cfg.name == "sgd":
+            opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                                         weight_decay=cfg.weight_decay, nesterov=True)
+        elif cfg.name == "adam":
+            opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        total = max(1, self.trainer.max_epochs or 1)
+        warm = cfg.warmup_epochs
+
+        def factor(epoch: int) -> float:
+            if epoch < warm:
+                return (epoch + 1) / (warm + 1)
+            if cfg.scheduler == "none":
+                return 1.0
+            progress = (epoch - warm) / max(1, total - warm)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["dflab_config"] = self.config

@@ -1,0 +1,148 @@
+"""Run one experiment: data → model → Lightning Trainer → MLflow run with artifacts."""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import MLFlowLogger
+
+from dflab.config import ExperimentConfig, flatten, save_config, to_dict
+from dflab.data.datamodule import DeepfakeDataModule
+from dflab.models import create_model
+from dflab.tracking.mlflow_utils import ensure_experiment, prepare_tracking
+from dflab.training.module import DetectorModule
+from dflab.training.reports import metrics_table, plot_roc, write_predictions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a finished run leaves behind.
+
+    Attributes:
+        run_id: MLflow run id (``None`` on non-zero DDP ranks).
+        best_score: best value of the monitored validation metric.
+        best_checkpoint: local path of the best checkpoint.
+        metrics: final logged metrics (validation of the best checkpoint and test, if any).
+    """
+
+    run_id: str | None
+    best_score: float
+    best_checkpoint: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def build_module(cfg: ExperimentConfig) -> DetectorModule:
+    """The LightningModule for a config, with its network built by :func:`create_model`."""
+    net = create_model(cfg.model.backbone, img_size=cfg.data.image_size,
+                       pretrained_file=cfg.model.pretrained_file, drop_rate=cfg.model.drop_rate)
+    return DetectorModule(net, cfg.optim, config=to_dict(cfg))
+
+
+def _mode(monitor: str) -> str:
+    return "min" if monitor.endswith("loss") else "max"
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    *,
+    tags: Mapping[str, str] | None = None,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = True,
+) -> RunResult:
+    """Train (and test, when the data has a test split) one experiment, logged to MLflow.
+
+    Args:
+        cfg: resolved experiment config.
+        tags: extra MLflow run tags (a sweep passes ``mlflow.parentRunId`` here).
+        callbacks: extra Lightning callbacks (e.g. Optuna pruning).
+        progress: progress bars.
+    """
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = DeepfakeDataModule(cfg.data, cfg.faces, seed=cfg.seed, progress=progress)
+    module = build_module(cfg)
+
+    uri = prepare_tracking(cfg.logging)
+    ensure_experiment(cfg.logging)
+    logger = MLFlowLogger(
+        experiment_name=cfg.logging.experiment, run_name=cfg.logging.run_name or cfg.name,
+        tracking_uri=uri, tags={"dflab.kind": "train", "dflab.experiment": cfg.name, **(tags or {})},
+        log_model=False,
+    )
+    logger.log_hyperparams(flatten(to_dict(cfg)))
+
+    monitor = cfg.monitor
+    checkpoint = ModelCheckpoint(monitor=monitor, mode=_mode(monitor), save_top_k=1, save_last=True,
+                                 filename="best-epoch{epoch:02d}", auto_insert_metric_name=False)
+    t = cfg.trainer
+    trainer = pl.Trainer(
+        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+        precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,  # type: ignore[arg-type]
+        gradient_clip_val=t.gradient_clip_val, limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches, log_every_n_steps=t.log_every_n_steps,
+        deterministic=t.deterministic, enable_progress_bar=progress and t.enable_progress_bar,
+        num_sanity_val_steps=0, default_root_dir=cfg.logging.output_dir, logger=logger,
+        callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch"), *callbacks],
+        enable_model_summary=progress,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    best_path = checkpoint.best_model_path or checkpoint.last_model_path
+    score = checkpoint.best_model_score
+    best_score = float(score) if score is not None else math.nan
+
+    # Validation and test metrics of the selected checkpoint (chosen on validation only).
+    final: dict[str, Any] = {}
+    curves: dict[str, tuple[Any, Any]] = {}
+    stages = ["val"] + (["test"] if datamodule.has_split("test") else [])
+    loggers, trainer.loggers = trainer.loggers, []  # keep the per-epoch val/* history clean
+    for stage in stages:
+        run = trainer.validate if stage == "val" else trainer.test
+        out = run(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)
+        final.update({k: float(v) for k, v in (out[0] if out else {}).items()})
+        if stage in module.predictions:
+            curves[stage] = module.predictions[stage]
+    trainer.loggers = loggers
+
+    result = RunResult(logger.run_id, best_score, best_path, {k: v for k, v in final.items() if "/" in k})
+    if trainer.is_global_zero:
+        _log_artifacts(cfg, logger, datamodule, checkpoint, curves, result)
+        print(metrics_table(result.metrics, title=f"{cfg.name}: best checkpoint by {monitor}"))
+        print(f"MLflow run {result.run_id}  best {monitor}={best_score:.4f}  checkpoint {best_path}")
+    return result
+
+
+def _log_artifacts(cfg: ExperimentConfig, logger: MLFlowLogger, datamodule: DeepfakeDataModule,
+                   checkpoint: ModelCheckpoint, curves: Mapping[str, tuple[Any, Any]],
+                   result: RunResult) -> None:
+    client, run_id = logger.experiment, logger.run_id
+    # Metrics of the selected checkpoint: validation under best/, test under test/.
+    client.log_metric(run_id, f"best/{cfg.monitor}", result.best_score)
+    for key, value in result.metrics.items():
+        if key != cfg.monitor:
+            client.log_metric(run_id, f"best/{key}" if key.startswith("val/") else key, value)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        client.log_artifact(run_id, str(save_config(cfg, tmpdir / "config.yaml")))
+        client.log_artifact(run_id, str(datamodule.write_report(tmpdir / "data_report.json")))
+        probs_by_stage = {}
+        for stage, (vids, probs, labels) in curves.items():
+            paths = [it.path for it in datamodule.split_items[stage]]
+            client.log_artifact(run_id, str(write_predictions(tmpdir / f"predictions_{stage}.csv",
+                                                              paths, vids, probs, labels)), "predictions")
+            probs_by_stage[f"{stage} (video)"] = (probs.numpy(), labels.numpy())
+        if probs_by_stage:
+            client.log_artifact(run_id, str(plot_roc(probs_by_stage, tmpdir / "roc.png", cfg.name)), "plots")
+    if cfg.logging.log_checkpoint and result.best_checkpoint:
+        client.log_artifact(run_id, result.best_checkpoint, "checkpoints")
+    if datamodule.excluded:
+        log.warning("%d videos left out (see data_report.json): %s", len(datamodule.excluded),
+                    "; ".join(e["reason"] for e in datamodule.excluded[:5]))

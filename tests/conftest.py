@@ -1,0 +1,49 @@
+"""Shared fixtures: a small real demo dataset (H.264 videos, real faces) and fast run settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="session")
+def small_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small demo dataset (8 identities, 2 real + 2 fake videos each, 16 frames, 128 px)."""
+    from dflab.data.demo import DemoSpec, ensure_demo_dataset
+
+    root = tmp_path_factory.mktemp("small_demo")
+    spec = DemoSpec(seed=1, size=128, num_frames=16, reals_per_identity=2, fakes_per_identity=2)
+    return ensure_demo_dataset(root, spec, progress=False)
+
+
+@pytest.fixture(scope="session")
+def face_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("faces")
+
+
+@pytest.fixture
+def fast_overrides(small_manifest: Path, face_cache: Path, tmp_path: Path) -> list[str]:
+    """Overrides that make any experiment a seconds-long run on the small dataset."""
+    return [
+        "data.source=manifest",
+        f"data.root={small_manifest}",
+        "data.image_size=64",
+        "data.batch_size=8",
+        "data.train_clips_per_video=2",
+        "data.eval_clips_per_video=2",
+        "data.num_workers=0",
+        f"faces.cache_dir={face_cache}",
+        "faces.num_frames=4",
+        "faces.workers=0",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        f"logging.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        f"logging.artifact_location={tmp_path}/artifacts",
+        f"logging.output_dir={tmp_path}/outputs",
+    ]

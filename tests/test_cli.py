@@ -1,0 +1,34 @@
+import subprocess
+import sys
+
+
+def _dflab(*args):
+    return subprocess.run([sys.executable, "-m", "dflab", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_unknown_key_is_refused_before_anything_runs(tmp_path):
+    proc = _dflab("train", "experiments/mesonet4_demo.yaml", "trainer.max_epoch=3",
+                  f"logging.tracking_uri=sqlite:///{tmp_path}/m.db")
+    assert proc.returncode == 2
+    assert "unknown config key 'trainer.max_epoch' (did you mean 'trainer.max_epochs'?)" in proc.stderr
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_wrong_type_is_refused():
+    proc = _dflab("train", "experiments/mesonet4_demo.yaml", "data.batch_size=big")
+    assert proc.returncode == 2
+    assert "data.batch_size: expected int, got str 'big'" in proc.stderr
+
+
+def test_sweep_refuses_unknown_param_key(tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("experiment: experiments/mesonet4_demo.yaml\nparams:\n  optim.learning_rate: {low: 0.1, high: 1}\n")
+    proc = _dflab("sweep", str(sweep))
+    assert proc.returncode == 2
+    assert "unknown config key 'optim.learning_rate'" in proc.stderr
+
+
+def test_missing_dataset_folder_is_named(tmp_path):
+    proc = _dflab("faces", "experiments/mesonet4_demo.yaml", "data.source=folder", f"data.root={tmp_path}/nope")
+    assert proc.returncode == 2
+    assert f"{tmp_path}/nope: dataset folder does not exist" in proc.stderr

@@ -1,0 +1,66 @@
+import math
+import sqlite3
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from mlflow.tracking import MlflowClient
+from torch import nn
+
+from dflab.config import build_config, flatten, load_config, to_dict
+from dflab.config.schema import OptimConfig
+from dflab.data.datamodule import DeepfakeDataModule
+from dflab.training.module import DetectorModule, NonFiniteLossError
+from dflab.training.train import build_module, run_experiment
+
+EXPERIMENTS = sorted(Path("experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_every_experiment_runs_one_batch(path, fast_overrides):
+    cfg = load_config(path, fast_overrides)
+    dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
+    trainer = pl.Trainer(fast_dev_run=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    trainer.fit(build_module(cfg), datamodule=dm)
+    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+
+
+def test_run_logs_params_metrics_and_artifacts_to_mlflow(fast_overrides, tmp_path):
+    cfg = build_config({"name": "unit"}, [*fast_overrides, "trainer.max_epochs=2"])
+    result = run_experiment(cfg, progress=False)
+    assert (tmp_path / "mlflow.db").is_file()
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:  # a real SQLite tracking store
+        assert db.execute("select count(*) from runs").fetchone()[0] == 1
+    client = MlflowClient(cfg.logging.tracking_uri)
+    run = client.get_run(result.run_id)
+    assert set(flatten(to_dict(cfg))) <= set(run.data.params)
+    history = client.get_metric_history(result.run_id, "val/video_auroc")
+    assert len(history) >= 2, "one validation value per epoch"
+    for key in ("train/frame_auroc", "val/frame_eer", "val/video_ap", "val/video_logloss", "test/video_auroc"):
+        assert key in run.data.metrics
+    assert run.data.metrics["best/val/video_auroc"] == pytest.approx(result.best_score)
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"config.yaml", "data_report.json", "checkpoints", "plots", "predictions"} <= artifacts
+    ckpts = [a.path for a in client.list_artifacts(result.run_id, "checkpoints")]
+    assert any(p.endswith(".ckpt") for p in ckpts)
+    ckpt = torch.load(result.best_checkpoint, weights_only=False)
+    assert ckpt["dflab_config"]["name"] == "unit"
+
+
+class _NaNNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return x.flatten(1).mean(1) * self.w * float("nan")
+
+
+def test_nan_loss_stops_with_a_clear_message():
+    module = DetectorModule(_NaNNet(), OptimConfig(lr=0.5))
+    batch = {"clip": torch.rand(2, 1, 3, 8, 8), "label": torch.tensor([0, 1]),
+             "video_idx": torch.tensor([0, 1]), "clip_idx": torch.tensor([0, 1])}
+    with pytest.raises(NonFiniteLossError, match=r"training loss is nan .*optim.lr=0.5"):
+        module.training_step(batch, 0)
