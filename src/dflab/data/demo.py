@@ -1,0 +1,288 @@
+"""The built-in demo dataset: short real and face-swapped videos made from shipped photographs.
+
+Nothing is downloaded. The faces come from photographs inside installed packages (the six
+people of insightface's ``t1.jpg``, its aligned ``Tom_Hanks_54745.png`` and scikit-image's
+``astronaut``); dlib finds each face and its 68 landmarks, and each identity becomes a portrait
+(:mod:`dflab.data.demo_faces`; the greyscale Tom Hanks crop is outpainted and warm-toned).
+
+* A **real** video is a virtual camera moving over a portrait: a smooth pan, zoom and slight
+  roll, a slow drift of exposure, gamma and colour temperature, and sensor noise.
+* A **fake** video is the same kind of footage of a *target* identity whose inner face is
+  replaced by a *source* identity's, in the spirit of the FaceSwap method of FaceForensics++
+  (Rössler et al., "FaceForensics++: Learning to Detect Manipulated Facial Images", ICCV 2019):
+  the source face is warped onto the target's landmarks (piecewise affine over a Delaunay mesh
+  of the 68 points), colour-matched (mean/std transfer in LAB), slightly softened, and blended
+  through the landmarks' convex hull, eroded and Gaussian-feathered. Every frame jitters the
+  warp a little and the colour a little, as a per-frame swap would.
+
+Real and fake footage share one camera, lighting, noise and H.264 path, so the swap is the only
+thing that tells them apart. Identities are split between train, val and test (a fake's target
+and source always share a split), and everything follows from :attr:`DemoSpec.seed`.
+
+Layout under the root folder::
+
+    manifest.csv                 path,label,split,group (group = target identity)
+    demo.json                    DEMO_VERSION and the spec the videos were made with
+    {train,val,test}/{real,fake}/<name>.mp4
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dflab.data.demo_faces import load_portraits
+from dflab.data.demo_render import frame_landmarks, render_video
+from dflab.data.sources import SPLITS
+from dflab.data.video import write_video
+
+__all__ = [
+    "DEMO_VERSION",
+    "DemoSpec",
+    "DemoVideo",
+    "ensure_demo_dataset",
+    "frame_landmarks",
+    "plan_videos",
+    "render_video",
+    "split_identities",
+]
+
+DEMO_VERSION = 1
+"""Bumped whenever the generated videos change for the same spec."""
+
+Range = tuple[float, float]
+_RANGES = ("face_width", "noise", "blend_feather", "colour_match", "source_scale")
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """Every setting of the demo dataset (the defaults make about 80 videos).
+
+    Attributes:
+        seed: seeds the identity split, the source choice and every video.
+        size: side of the square frames in pixels (even). At 128 and 256 the H.264 files come
+            out bit-identical run to run; at some other sizes (160, 192, 320 were seen) libx264
+            output varies slightly between runs although the rendered frames never do.
+        fps: frame rate.
+        num_frames: frames per video.
+        reals_per_identity: real videos per identity.
+        fakes_per_identity: fake videos per identity as the target.
+        val_identities: identities in the validation split.
+        test_identities: identities in the test split (the rest train).
+        face_width: range of the jaw width as a share of the frame side.
+        pan: largest drift of the face centre, as a share of the frame side.
+        zoom: largest zoom drift (log scale).
+        roll: largest camera roll in degrees.
+        exposure: largest exposure drift (log gain).
+        gamma: largest gamma drift (log gamma).
+        temperature: largest colour-temperature drift (red up, blue down).
+        noise: range of the sensor noise standard deviation (0-255 scale).
+        crf: x264 constant rate factor.
+        blend_erode: erosion of the swap mask, as a share of the jaw width.
+        blend_feather: range of the mask's Gaussian feather sigma, as a share of the jaw width.
+        colour_match: range of the LAB colour-transfer strength (1 = full transfer).
+        source_scale: range of the swapped face's resolution factor (1 = as sharp as the frame).
+        source_blur: Gaussian blur sigma of the swapped face, in portrait pixels.
+        warp_jitter: per-frame jitter of the swap's placement (share of the jaw width for the
+            shift, relative for the scale, radians for the rotation).
+        colour_jitter: per-frame relative jitter of the swapped face's colour channels.
+    """
+
+    seed: int = 0
+    size: int = 256
+    fps: int = 15
+    num_frames: int = 40
+    reals_per_identity: int = 5
+    fakes_per_identity: int = 5
+    val_identities: int = 2
+    test_identities: int = 2
+    face_width: Range = (0.36, 0.44)
+    pan: float = 0.05
+    zoom: float = 0.1
+    roll: float = 4.0
+    exposure: float = 0.15
+    gamma: float = 0.1
+    temperature: float = 0.05
+    noise: Range = (1.0, 3.0)
+    crf: int = 23
+    blend_erode: float = 0.05
+    blend_feather: Range = (0.025, 0.05)
+    colour_match: Range = (0.6, 0.95)
+    source_scale: Range = (0.55, 0.85)
+    source_blur: float = 0.7
+    warp_jitter: float = 0.004
+    colour_jitter: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in _RANGES:  # accept lists (from YAML or JSON) and store tuples
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        if self.size < 64 or self.size % 2:
+            raise ValueError(f"size must be even and >= 64, got {self.size}")
+        if self.fps < 1 or self.num_frames < 1:
+            raise ValueError(
+                f"fps and num_frames must be >= 1, got {self.fps} and {self.num_frames}"
+            )
+        if min(self.reals_per_identity, self.fakes_per_identity) < 0:
+            raise ValueError("reals_per_identity and fakes_per_identity must be >= 0")
+        if self.reals_per_identity + self.fakes_per_identity == 0:
+            raise ValueError("the spec makes no video")
+        least = 2 if self.fakes_per_identity else 1  # a fake needs a second identity in its split
+        if min(self.val_identities, self.test_identities) < least:
+            raise ValueError(f"val_identities and test_identities must be >= {least}")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"crf must be in [0, 51], got {self.crf}")
+        for name in _RANGES:
+            low, high = getattr(self, name)
+            if not 0 <= low <= high:
+                raise ValueError(f"{name} must be a range (low, high) with 0 <= low <= high")
+
+
+@dataclass(frozen=True)
+class DemoVideo:
+    """One planned video: its name, split, label and identities (``source`` is None if real)."""
+
+    name: str
+    split: str
+    label: str
+    target: str
+    source: str | None = None
+
+    @property
+    def relpath(self) -> str:
+        """Path relative to the dataset root, e.g. ``train/fake/t1_2_from_t1_4_f01.mp4``."""
+        return f"{self.split}/{self.label}/{self.name}.mp4"
+
+
+def split_identities(identities: Sequence[str], spec: DemoSpec) -> dict[str, list[str]]:
+    """Shuffle the identities with the seed and deal them to test, val and train.
+
+    Raises:
+        ValueError: fewer identities than the splits need (train needs two when there are fakes).
+    """
+    need = spec.val_identities + spec.test_identities + (2 if spec.fakes_per_identity else 1)
+    if len(identities) < need:
+        raise ValueError(f"the demo spec needs at least {need} identities, found {len(identities)}")
+    order = [
+        sorted(identities)[i]
+        for i in np.random.default_rng([spec.seed, 1]).permutation(len(identities))
+    ]
+    test, rest = order[: spec.test_identities], order[spec.test_identities :]
+    val, train = rest[: spec.val_identities], rest[spec.val_identities :]
+    return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
+
+
+def plan_videos(identities: Sequence[str], spec: DemoSpec) -> list[DemoVideo]:
+    """List every video of the dataset; each fake's source is another identity of its split."""
+    rng = np.random.default_rng([spec.seed, 2])
+    videos = []
+    for split, members in split_identities(identities, spec).items():
+        for target in members:
+            videos += [
+                DemoVideo(f"{target}_r{k:02d}", split, "real", target)
+                for k in range(spec.reals_per_identity)
+            ]
+            others = [members[i] for i in rng.permutation(len(members)) if members[i] != target]
+            for k in range(spec.fakes_per_identity):
+                source = others[k % len(others)]
+                videos.append(
+                    DemoVideo(f"{target}_from_{source}_f{k:02d}", split, "fake", target, source)
+                )
+    return videos
+
+
+def _stamp(spec: DemoSpec) -> dict:
+    """What ``demo.json`` must hold for a dataset to be reused (JSON round-tripped)."""
+    return json.loads(json.dumps({"version": DEMO_VERSION, "spec": asdict(spec)}))
+
+
+def _stamp_matches(path: Path, spec: DemoSpec) -> bool:
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    stamp = _stamp(spec)
+    return isinstance(saved, dict) and all(saved.get(key) == stamp[key] for key in stamp)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _remove_videos(root: Path, keep: set[Path]) -> None:
+    """Delete every video under the split folders that is not in ``keep`` (stale or partial)."""
+    for split in SPLITS:
+        for label in ("real", "fake"):
+            for path in (root / split / label).glob("*.mp4"):
+                if path not in keep:
+                    path.unlink()
+
+
+def _write_manifest(path: Path, videos: Sequence[DemoVideo]) -> None:
+    lines = ["path,label,split,group"] + [
+        f"{v.relpath},{v.label},{v.split},{v.target}" for v in videos
+    ]
+    _write_atomic(path, "\n".join(lines) + "\n")
+
+
+def ensure_demo_dataset(
+    root: str | Path = "data/demo", spec: DemoSpec | None = None, progress: bool = True
+) -> Path:
+    """Generate the demo dataset under ``root`` unless it is already there for this spec.
+
+    The dataset is reused when ``root/manifest.csv`` exists and ``root/demo.json`` records this
+    spec and :data:`DEMO_VERSION`. Otherwise the stamp is written first, then the videos (each
+    atomically), then the manifest (atomically), so a killed run never leaves a manifest naming
+    missing or half-written files; a rerun of the same spec keeps the videos already finished.
+
+    Args:
+        root: dataset folder.
+        spec: dataset settings (default :class:`DemoSpec`).
+        progress: show a progress bar and print a one-line summary.
+
+    Returns:
+        Path of the manifest, readable by :func:`dflab.data.sources.read_manifest`.
+
+    Raises:
+        FileExistsError: ``root`` holds files but no ``demo.json`` (it is not a demo dataset
+            folder, and generating would delete its videos).
+    """
+    from tqdm import tqdm
+
+    root, spec = Path(root), spec or DemoSpec()
+    manifest, stamp_file = root / "manifest.csv", root / "demo.json"
+    resume = _stamp_matches(stamp_file, spec)
+    if resume and manifest.is_file():
+        return manifest
+    if not stamp_file.is_file() and root.is_dir() and any(root.iterdir()):
+        raise FileExistsError(
+            f"{root}: not empty and not a demo dataset (no demo.json); pick another root"
+        )
+    start = time.perf_counter()
+    root.mkdir(parents=True, exist_ok=True)
+    manifest.unlink(missing_ok=True)
+    portraits = {p.identity: p for p in load_portraits()}
+    videos = plan_videos(list(portraits), spec)
+    # Finished videos of an interrupted run of this very spec are kept (rendering is deterministic).
+    _remove_videos(root, keep={root / v.relpath for v in videos} if resume else set())
+    stamp = {**_stamp(spec), "identities": sorted(portraits)}
+    _write_atomic(stamp_file, json.dumps(stamp, indent=2) + "\n")
+    for video in tqdm(videos, desc="demo dataset", unit="video", disable=not progress):
+        path = root / video.relpath
+        if not path.is_file():
+            write_video(path, render_video(video, portraits, spec), fps=spec.fps, crf=spec.crf)
+    _write_manifest(manifest, videos)
+    if progress:
+        counts = Counter(v.split for v in videos)
+        per_split = ", ".join(f"{split} {counts[split]}" for split in SPLITS)
+        seconds = time.perf_counter() - start
+        print(f"demo dataset: {len(videos)} videos ({per_split}) in {root} ({seconds:.1f} s)")
+    return manifest

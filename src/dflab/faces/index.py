@@ -1,0 +1,649 @@
+"""Detect faces once per video, cache the result on disk and reuse it.
+
+For each video, ``num_frames`` evenly spaced frames are decoded (only those) and run through a
+face detector; the main face is tracked across them (largest face first, then best IoU) and
+stored in one small ``.npz`` per video::
+
+    <cache_dir>/<detector.name>-n<num_frames>/<sha1(abs path, size, mtime_ns)>.npz
+
+Entries are written atomically (temp file + ``os.replace``), so a killed process never leaves a
+corrupt entry; an unreadable entry is treated as missing. Decode errors and videos without a
+face are cached too (with the reason), and a file whose size or mtime changed gets a new key.
+
+:meth:`FaceIndex.build` runs over many videos in worker processes with a progress bar and never
+stops on a bad video; it returns a :class:`FaceReport`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import tempfile
+import threading
+import time
+import zipfile
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dflab.data.video import VideoDecodeError, probe_video, read_frames
+from dflab.faces.detector import Detection, FaceDetector, create_detector
+
+_CACHE_VERSION = 1
+
+
+@dataclass
+class VideoFaces:
+    """Faces detected on the sampled frames of one video (the tracked main face).
+
+    Attributes:
+        path: video file.
+        num_frames: frames in the video; ``fps``, ``height``, ``width`` as decoded.
+        frame_indices: ``(K,)`` int64 sampled frames where detection ran.
+        boxes: ``(K, 4)`` float32 ``x1, y1, x2, y2`` of the tracked face, NaN where none.
+        scores: ``(K,)`` float32 detector scores, NaN where none.
+        landmarks: ``(K, 5, 2)`` float32 insightface five points, NaN where none.
+        error: decode error message (names the file); the arrays are empty then.
+        all_sample: ``(M,)`` int64 position in ``frame_indices`` of every raw detection.
+        all_boxes: ``(M, 4)``, ``all_scores`` ``(M,)``, ``all_landmarks`` ``(M, 5, 2)``: every
+            detection on every sampled frame, tracked or not.
+    """
+
+    path: str
+    num_frames: int
+    fps: float
+    height: int
+    width: int
+    frame_indices: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray
+    error: str | None = None
+    all_sample: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    all_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    all_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    all_landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 5, 2), np.float32))
+
+    @property
+    def found(self) -> np.ndarray:
+        """``(K,)`` bool: a face was found on the sampled frame."""
+        return ~np.isnan(self.scores)
+
+    @property
+    def found_fraction(self) -> float:
+        """Fraction of sampled frames with a face (0 when nothing was sampled)."""
+        return float(self.found.mean()) if len(self.scores) else 0.0
+
+    @property
+    def ok(self) -> bool:
+        """No decode error and a face on at least one sampled frame."""
+        return self.error is None and bool(self.found.any())
+
+    @property
+    def reason(self) -> str | None:
+        """Why the video is not :attr:`ok` (``None`` when it is)."""
+        if self.error is not None:
+            return self.error
+        return (
+            None if self.ok else f"{self.path}: no face found on {len(self.scores)} sampled frames"
+        )
+
+    def box_at(self, frame: int | np.ndarray) -> np.ndarray:
+        """Box of the main face at any frame index (or array of indices).
+
+        Linear interpolation between frames with a detection; the nearest detection is used
+        before the first and after the last one.
+
+        Returns:
+            ``(4,)`` float32 for a scalar ``frame``, ``(N, 4)`` for an array.
+
+        Raises:
+            ValueError: the video has no detected face (the message names the file).
+        """
+        if not self.ok:
+            raise ValueError(self.reason or f"{self.path}: no face")
+        found = self.found
+        known = self.frame_indices[found].astype(np.float64)
+        boxes = self.boxes[found]
+        query = np.asarray(frame, dtype=np.float64)
+        out = np.stack([np.interp(query, known, boxes[:, c]) for c in range(4)], axis=-1)
+        return out.astype(np.float32)
+
+    def detections_at(self, k: int) -> list[Detection]:
+        """All raw detections on the ``k``-th sampled frame."""
+        rows = np.flatnonzero(self.all_sample == k)
+        return [
+            Detection(self.all_boxes[i], float(self.all_scores[i]), self.all_landmarks[i])
+            for i in rows
+        ]
+
+
+def sample_indices(num_frames: int, count: int) -> np.ndarray:
+    """``count`` evenly spaced frame indices over ``num_frames`` frames (all when fewer)."""
+    if num_frames <= count:
+        return np.arange(num_frames, dtype=np.int64)
+    return np.unique(np.linspace(0, num_frames - 1, count).round().astype(np.int64))
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return np.clip(boxes[..., 2] - boxes[..., 0], 0, None) * np.clip(
+        boxes[..., 3] - boxes[..., 1], 0, None
+    )
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one ``(4,)`` box with each of ``(N, 4)`` boxes."""
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    return inter / np.maximum(_area(box) + _area(boxes) - inter, 1e-9)
+
+
+def track_main_face(per_frame: list[list[Detection]]) -> list[Detection | None]:
+    """Pick one face per frame: the largest first, then the best IoU with the previous pick.
+
+    Frames without detections get ``None`` (the previous pick is kept for matching); when no
+    detection overlaps the previous pick, the largest face is taken.
+    """
+    picks: list[Detection | None] = []
+    prev: Detection | None = None
+    for dets in per_frame:
+        if not dets:
+            picks.append(None)
+            continue
+        largest = max(dets, key=lambda d: (d.area, d.score))
+        pick = largest
+        if prev is not None:
+            ious = box_iou(prev.box, np.stack([d.box for d in dets]))
+            if ious.max() > 0:
+                pick = dets[int(ious.argmax())]
+        picks.append(pick)
+        prev = pick
+    return picks
+
+
+def detect_video(path: str | Path, detector: FaceDetector, num_frames: int = 16) -> VideoFaces:
+    """Decode ``num_frames`` sampled frames of a video, detect and track the main face.
+
+    Decode errors do not raise: they are returned in :attr:`VideoFaces.error`.
+    """
+    path = str(path)
+    try:
+        info = probe_video(path)
+        indices = sample_indices(info.num_frames, num_frames)
+        frames = read_frames(path, indices.tolist())
+    except VideoDecodeError as err:
+        return _failed(path, str(err))
+    per_frame = [detector.detect(frame) for frame in frames]
+    picks = track_main_face(per_frame)
+    k = len(indices)
+    boxes = np.full((k, 4), np.nan, np.float32)
+    scores = np.full(k, np.nan, np.float32)
+    landmarks = np.full((k, 5, 2), np.nan, np.float32)
+    for i, det in enumerate(picks):
+        if det is not None:
+            boxes[i], scores[i], landmarks[i] = det.box, det.score, det.landmarks
+    flat = [(i, d) for i, dets in enumerate(per_frame) for d in dets]
+    return VideoFaces(
+        path=path,
+        num_frames=info.num_frames,
+        fps=info.fps,
+        height=int(frames.shape[1]),
+        width=int(frames.shape[2]),
+        frame_indices=indices,
+        boxes=boxes,
+        scores=scores,
+        landmarks=landmarks,
+        all_sample=np.array([i for i, _ in flat], np.int64),
+        all_boxes=np.array([d.box for _, d in flat], np.float32).reshape(-1, 4),
+        all_scores=np.array([d.score for _, d in flat], np.float32),
+        all_landmarks=np.array([d.landmarks for _, d in flat], np.float32).reshape(-1, 5, 2),
+    )
+
+
+def _failed(path: str, error: str) -> VideoFaces:
+    return VideoFaces(
+        path=path,
+        num_frames=0,
+        fps=0.0,
+        height=0,
+        width=0,
+        frame_indices=np.zeros(0, np.int64),
+        boxes=np.zeros((0, 4), np.float32),
+        scores=np.zeros(0, np.float32),
+        landmarks=np.zeros((0, 5, 2), np.float32),
+        error=error,
+    )
+
+
+_ARRAYS = (
+    "frame_indices", "boxes", "scores", "landmarks",
+    "all_sample", "all_boxes", "all_scores", "all_landmarks",
+)  # fmt: skip
+
+
+class FaceIndex:
+    """On-disk cache of per-video face detections.
+
+    Args:
+        cache_dir: root folder of the cache (created on first write).
+        detector: registry name of the detector (see :func:`~dflab.faces.detector.create_detector`).
+        num_frames: frames sampled per video.
+        detector_kwargs: settings passed to the detector.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        detector: str = "dlib_hog",
+        num_frames: int = 16,
+        detector_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        self.cache_dir = Path(cache_dir)
+        self.detector_name = detector
+        self.detector_kwargs = dict(detector_kwargs or {})
+        self.num_frames = int(num_frames)
+        self.detector = create_detector(detector, **self.detector_kwargs)  # models load lazily
+        self.folder = self.cache_dir / f"{self.detector.name}-n{self.num_frames}"
+
+    def __repr__(self) -> str:
+        return f"FaceIndex({str(self.folder)!r})"
+
+    def key(self, path: str | Path) -> str | None:
+        """Cache key of a video (``None`` if the file cannot be stat'ed)."""
+        absolute = os.path.abspath(path)
+        try:
+            st = os.stat(absolute)
+        except OSError:
+            return None
+        return hashlib.sha1(f"{absolute}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
+
+    def cache_file(self, path: str | Path) -> Path | None:
+        """Where the entry of ``path`` lives (``None`` if the file cannot be stat'ed)."""
+        key = self.key(path)
+        return None if key is None else self.folder / f"{key}.npz"
+
+    def cached(self, path: str | Path) -> VideoFaces | None:
+        """The cached result for ``path``, or ``None`` if missing, stale or unreadable."""
+        file = self.cache_file(path)
+        if file is None or not file.is_file():
+            return None
+        try:
+            with np.load(file, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                arrays = {name: data[name] for name in _ARRAYS}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None
+        if meta.get("version") != _CACHE_VERSION:
+            return None
+        return VideoFaces(
+            path=str(path),
+            num_frames=meta["num_frames"],
+            fps=meta["fps"],
+            height=meta["height"],
+            width=meta["width"],
+            error=meta["error"],
+            **arrays,
+        )
+
+    def store(self, faces: VideoFaces) -> Path | None:
+        """Write ``faces`` to the cache atomically; returns the file (``None`` if unkeyable)."""
+        file = self.cache_file(faces.path)
+        if file is None:
+            return None
+        file.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "version": _CACHE_VERSION,
+            "path": os.path.abspath(faces.path),
+            "detector": self.detector.name,
+            "num_frames": faces.num_frames,
+            "fps": faces.fps,
+            "height": faces.height,
+            "width": faces.width,
+            "error": faces.error,
+        }
+        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), 0o644)  # mkstemp makes 0600 files; a cache may be shared
+                np.savez(
+                    fh, meta=np.array(json.dumps(meta)), **{n: getattr(faces, n) for n in _ARRAYS}
+                )
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return file
+
+    def detect(self, path: str | Path) -> VideoFaces:
+        """Run detection on ``path`` now and store the result (ignores the cache)."""
+        faces = detect_video(path, self.detector, self.num_frames)
+        self.store(faces)
+        return faces
+
+    def get(self, path: str | Path) -> VideoFaces:
+        """The cached result for ``path``, else detect now (and store the result)."""
+        return self.cached(path) or self.detect(path)
+
+    def build(
+        self, paths: Sequence[str | Path], workers: int = 2, progress: bool = True
+    ) -> FaceReport:
+        """Make sure every video has a cache entry; detect the missing ones in parallel.
+
+        Videos already cached are skipped. Each worker process builds the detector once and
+        writes its own cache entries, so finished work survives an interrupted build. A video
+        that fails (decode error, exception, even a crash of the worker process) is recorded
+        in the report; the build goes on.
+
+        Args:
+            paths: video files.
+            workers: worker processes (``spawn`` context); ``0`` runs in this process.
+            progress: show a tqdm bar with ETA.
+        """
+        from tqdm.auto import tqdm
+
+        start = time.perf_counter()
+        self._remove_stale_temp_files()
+        outcomes: dict[str, VideoOutcome] = {}
+        todo: list[str] = []
+        for path in dict.fromkeys(str(p) for p in paths):  # de-duplicated, order kept
+            faces = self.cached(path)
+            if faces is None:
+                todo.append(path)
+            else:
+                outcomes[path] = _outcome(faces, "cached")
+        bar = tqdm(
+            total=len(outcomes) + len(todo),
+            initial=len(outcomes),
+            disable=not progress,
+            desc=f"faces [{self.detector.name}]",
+            unit="video",
+            dynamic_ncols=True,
+        )
+
+        def done(outcome: VideoOutcome) -> None:
+            outcomes[outcome.path] = outcome
+            bar.update(1)
+
+        try:
+            if workers <= 0:
+                for path in todo:
+                    done(self._safe_detect(path))
+            else:
+                _run_in_pool(self._spec(), todo, workers, done)
+        finally:
+            bar.close()
+        return FaceReport(
+            detector=self.detector.name,
+            num_frames=self.num_frames,
+            workers=workers,
+            seconds=time.perf_counter() - start,
+            videos=[outcomes[str(p)] for p in dict.fromkeys(str(p) for p in paths)],
+        )
+
+    def _remove_stale_temp_files(self, age_s: float = 3600.0) -> None:
+        """Delete temp files of writers killed mid-write (never read, only wasted space)."""
+        for tmp in self.folder.glob(".*.tmp"):
+            try:
+                if time.time() - tmp.stat().st_mtime > age_s:
+                    tmp.unlink()
+            except OSError:  # another process removed or replaced it meanwhile
+                continue
+
+    def _spec(self) -> tuple[str, str, int, dict[str, Any]]:
+        return (str(self.cache_dir), self.detector_name, self.num_frames, self.detector_kwargs)
+
+    def _safe_detect(self, path: str) -> VideoOutcome:
+        """Detect and store, turning any exception into a failed (uncached) outcome."""
+        try:
+            return _outcome(self.detect(path), "detected")
+        except Exception as err:  # a bug or resource error must not stop a long build
+            return VideoOutcome(path, "failed", 0, 0.0, 0, f"{path}: {type(err).__name__}: {err}")
+
+
+# --------------------------------------------------------------------------- build report
+
+
+@dataclass
+class VideoOutcome:
+    """What :meth:`FaceIndex.build` did with one video.
+
+    Attributes:
+        path: video file.
+        source: ``detected`` (run now), ``cached`` (served from the cache) or ``failed``
+            (an exception or a worker crash; nothing was cached).
+        sampled: frames sampled.
+        found_fraction: fraction of sampled frames with a face.
+        detected_frames: frames run through the detector by this build (0 when cached).
+        error: why the video failed (names the file), else ``None``.
+    """
+
+    path: str
+    source: str
+    sampled: int
+    found_fraction: float
+    detected_frames: int = 0
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``no_face`` or ``failed``."""
+        if self.error is not None:
+            return "failed"
+        return "ok" if self.found_fraction > 0 else "no_face"
+
+
+def _outcome(faces: VideoFaces, source: str) -> VideoOutcome:
+    sampled = len(faces.frame_indices)
+    detected = sampled if source == "detected" else 0
+    return VideoOutcome(faces.path, source, sampled, faces.found_fraction, detected, faces.error)
+
+
+@dataclass
+class FaceReport:
+    """Per-video outcomes of :meth:`FaceIndex.build` and their summary."""
+
+    detector: str
+    num_frames: int
+    workers: int
+    seconds: float
+    videos: list[VideoOutcome]
+
+    @property
+    def done(self) -> int:
+        """Videos run through the detector by this build."""
+        return sum(v.source == "detected" for v in self.videos)
+
+    @property
+    def cached(self) -> int:
+        """Videos served from the cache (skipped)."""
+        return sum(v.source == "cached" for v in self.videos)
+
+    @property
+    def with_face(self) -> list[str]:
+        """Videos with a face on at least one sampled frame."""
+        return [v.path for v in self.videos if v.status == "ok"]
+
+    @property
+    def no_face(self) -> list[str]:
+        """Videos decoded fine but without any face."""
+        return [v.path for v in self.videos if v.status == "no_face"]
+
+    @property
+    def failures(self) -> list[tuple[str, str]]:
+        """``(path, reason)`` of every video that could not be processed."""
+        return [(v.path, v.error or "") for v in self.videos if v.status == "failed"]
+
+    @property
+    def mean_found_fraction(self) -> float:
+        """Mean fraction of sampled frames with a face, over videos that decoded."""
+        fractions = [v.found_fraction for v in self.videos if v.status != "failed"]
+        return float(np.mean(fractions)) if fractions else 0.0
+
+    @property
+    def frames_per_second(self) -> float:
+        """Sampled frames decoded and detected per second of this build."""
+        frames = sum(v.detected_frames for v in self.videos)
+        return frames / self.seconds if self.seconds > 0 else 0.0
+
+    def summary_table(self) -> str:
+        """Human-readable summary with the lists of failures and no-face videos."""
+        rows = [
+            ("videos", f"{len(self.videos)}"),
+            ("detected now", f"{self.done}"),
+            ("from cache", f"{self.cached}"),
+            ("with a face", f"{len(self.with_face)}"),
+            ("faces found", f"{100 * self.mean_found_fraction:.1f}% of sampled frames (mean)"),
+            ("no face", f"{len(self.no_face)}"),
+            ("failed", f"{len(self.failures)}"),
+            ("time", f"{self.seconds:.1f} s, {self.frames_per_second:.1f} frames/s"),
+        ]
+        lines = [f"Face index {self.detector}-n{self.num_frames} ({self.workers} workers)"]
+        lines += [f"  {name:<13} {value}" for name, value in rows]
+        if self.failures:
+            lines.append("Failures:")
+            lines += [
+                f"  {reason}" if path in reason else f"  {path}: {reason}"
+                for path, reason in self.failures
+            ]
+        if self.no_face:
+            lines.append("No face found:")
+            lines += [f"  {path}" for path in self.no_face]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Summary numbers plus every per-video outcome, JSON-ready."""
+        return {
+            "detector": self.detector,
+            "num_frames": self.num_frames,
+            "workers": self.workers,
+            "seconds": self.seconds,
+            "done": self.done,
+            "cached": self.cached,
+            "with_face": len(self.with_face),
+            "no_face": len(self.no_face),
+            "failed": len(self.failures),
+            "mean_found_fraction": self.mean_found_fraction,
+            "frames_per_second": self.frames_per_second,
+            "videos": [asdict(v) | {"status": v.status} for v in self.videos],
+        }
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as JSON; returns the file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        return path
+
+
+# --------------------------------------------------------------------------- worker pool
+
+_WORKER_INDEX: FaceIndex | None = None  # set in each worker process by _init_worker
+
+
+def _init_worker(spec: tuple[str, str, int, dict[str, Any]], parent: int) -> None:
+    import cv2
+
+    global _WORKER_INDEX
+    cv2.setNumThreads(1)
+    cache_dir, detector, num_frames, kwargs = spec
+    _WORKER_INDEX = FaceIndex(cache_dir, detector, num_frames, kwargs)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when the parent dies (a killed parent would leave it waiting forever)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _work(path: str) -> VideoOutcome:
+    assert _WORKER_INDEX is not None, "worker not initialised"
+    return _WORKER_INDEX._safe_detect(path)
+
+
+def _crashed(path: str) -> VideoOutcome:
+    reason = f"{path}: the worker process died while processing it (decoder or detector crash)"
+    return VideoOutcome(path, "failed", 0, 0.0, 0, reason)
+
+
+def _run_in_pool(
+    spec: tuple[str, str, int, dict[str, Any]],
+    paths: list[str],
+    workers: int,
+    done: Callable[[VideoOutcome], None],
+) -> None:
+    """Process ``paths`` in ``spawn`` worker processes, calling ``done`` for each outcome.
+
+    At most ``workers`` videos are in flight. If a worker process dies, the videos in flight
+    are retried one at a time in a fresh single-worker pool at the end, so only the video that
+    really crashes is reported as failed.
+    """
+    queue = deque(paths)
+    suspects: list[str] = []
+    finished = 0
+
+    def count(outcome: VideoOutcome) -> None:
+        nonlocal finished
+        finished += 1
+        done(outcome)
+
+    while queue:
+        suspects += _pool_pass(spec, queue, min(workers, len(queue)), count)
+    for crashes, path in enumerate(suspects, start=1):
+        if not _pool_pass(spec, deque([path]), 1, count):
+            continue
+        if finished == 0 and crashes >= 3:
+            raise RuntimeError(
+                "face-detection worker processes die on every video: they cannot start (with "
+                "the spawn start method, run from an importable script or module, not from "
+                "stdin) or crash at once; run build(..., workers=0) to see the error"
+            )
+        done(_crashed(path))
+
+
+def _pool_pass(
+    spec: tuple[str, str, int, dict[str, Any]],
+    queue: deque[str],
+    workers: int,
+    done: Callable[[VideoOutcome], None],
+) -> list[str]:
+    """Run one pool until ``queue`` is empty or a worker dies; return the paths lost in it."""
+    context = mp.get_context("spawn")
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(spec, os.getpid())
+    )
+    running: dict[Future[VideoOutcome], str] = {}
+    lost: list[str] = []
+    try:
+        while queue or running:
+            while queue and len(running) < workers and not lost:
+                path = queue.popleft()
+                running[pool.submit(_work, path)] = path
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                path = running.pop(future)
+                try:
+                    done(future.result())
+                except BrokenProcessPool:
+                    lost.append(path)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return lost
