@@ -46,7 +46,7 @@ def main() -> None:
 
     for workers in (1, 2):
         index = FaceIndex(out / f"faces{workers}", "dlib_hog", num_frames=16)
-        t = timed(lambda index=index: index.build([it.path for it in items], workers=workers, progress=False))
+        t = timed(lambda index=index, w=workers: index.build([it.path for it in items], workers=w, progress=False))
         rows.append((f"face index, dlib_hog, {workers} worker(s)", f"{len(items) * 16 / t:.1f} frames/s",
                      f"{len(items)} videos x 16 sampled frames, {t:.1f} s incl. decode"))
 
@@ -93,7 +93,7 @@ def main() -> None:
         sess = ort.InferenceSession(str(res.onnx_path), providers=["CPUExecutionProvider"])
         feed = {"frames": x.numpy()}
         sess.run(None, feed)
-        t = timed(lambda sess=sess: sess.run(None, feed), repeat=10)
+        t = timed(lambda sess=sess, feed=feed: sess.run(None, feed), repeat=10)
         rows.append((f"inference {name} ONNX Runtime", f"{32 / t:.0f} frames/s",
                      f"batch 32, max |diff| {res.onnx_max_abs_diff:.1e}"))
 

@@ -9,7 +9,7 @@ from dflab.data.sources import DatasetLayoutError, read_manifest
 
 @pytest.fixture
 def datamodule(fast_overrides):
-    cfg = build_config({}, fast_overrides + ["data.frames_per_clip=3", "data.frame_stride=2"])
+    cfg = build_config({}, [*fast_overrides, "data.frames_per_clip=3", "data.frame_stride=2"])
     dm = DeepfakeDataModule(cfg.data, cfg.faces, seed=0, progress=False)
     dm.prepare_data()
     dm.setup("fit")
@@ -20,7 +20,7 @@ def test_clips_stream_from_videos_with_faces(datamodule, small_manifest):
     batch = next(iter(datamodule.train_dataloader()))
     assert batch["clip"].shape == (8, 3, 3, 64, 64)
     assert batch["clip"].dtype == torch.float32
-    assert 0.0 <= batch["clip"].min() and batch["clip"].max() <= 1.0
+    assert batch["clip"].min() >= 0.0 and batch["clip"].max() <= 1.0
     assert set(batch["label"].tolist()) <= {0, 1}
     report = datamodule.report()
     listed = read_manifest(small_manifest)

@@ -1,8 +1,10 @@
 """DDP with two real CPU processes (gloo), launched through the CLI as a user would."""
 
 import csv
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -26,9 +28,7 @@ def test_ddp_two_processes_validate_on_the_whole_split(fast_overrides, tmp_path)
     with open(local) as fh:
         rows = list(csv.DictReader(fh))
     report_path = client.download_artifacts(run.info.run_id, "data_report.json", str(tmp_path))
-    import json
-
-    report = json.loads(open(report_path).read())
+    report = json.loads(Path(report_path).read_text())
     n_val = report["videos"]["val"]["real"] + report["videos"]["val"]["fake"]
     assert len(rows) == n_val, "validation predictions must cover every val video, not one rank's shard"
     assert len({r["path"] for r in rows}) == n_val

@@ -12,7 +12,7 @@ def test_video_scores_are_means_of_clip_scores_and_padding_is_dropped():
     videos = torch.tensor([0, 0, 1, 2, 2, 3])
     m.update(logits, labels, videos, torch.arange(6))
     m.update(logits[:2], labels[:2], videos[:2], torch.arange(2))  # sampler padding: same clip ids
-    vids, probs, vlabels = m.video_predictions()
+    vids, probs, _vlabels = m.video_predictions()
     assert vids.tolist() == [0, 1, 2, 3]
     expected0 = (torch.sigmoid(torch.tensor(2.0)) + torch.sigmoid(torch.tensor(-1.0))) / 2
     assert math.isclose(probs[0].item(), expected0.item(), rel_tol=1e-6)

@@ -30,5 +30,5 @@ def test_timm_weights_load_from_local_file(tmp_path):
 def test_unknown_model_and_missing_weights_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown model 'nosuchnet'"):
         create_model("nosuchnet")
-    with pytest.raises(FileNotFoundError, match="model.pretrained_file"):
+    with pytest.raises(FileNotFoundError, match=r"model\.pretrained_file"):
         create_model("resnet10t", pretrained_file=str(tmp_path / "missing.pth"))

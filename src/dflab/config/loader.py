@@ -61,7 +61,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping of settings, got {type(value).__name__} {value!r}")
-        return _build(tp, value, prefix=f"{key}.")
+        return _build(typing.cast(type, tp), value, prefix=f"{key}.")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -126,7 +126,7 @@ def field_type(key: str, cls: type = ExperimentConfig) -> Any:
     for i, part in enumerate(parts):
         if not dataclasses.is_dataclass(tp):
             raise ConfigError(f"unknown config key {key!r}: {'.'.join(parts[:i])} is not a section")
-        fields = _fields(tp)
+        fields = _fields(typing.cast(type, tp))
         if part not in fields:
             prefix = ".".join(parts[:i])
             opts = [f"{prefix}.{f}" if prefix else f for f in fields]

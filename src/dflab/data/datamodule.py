@@ -17,7 +17,13 @@ from torch.utils.data import DataLoader
 
 from dflab.config.schema import DataConfig, FacesConfig
 from dflab.data.dataset import ClipSpec, FaceClipDataset
-from dflab.data.sources import DatasetLayoutError, VideoItem, assign_splits, read_manifest, scan_folder
+from dflab.data.sources import (
+    DatasetLayoutError,
+    VideoItem,
+    assign_splits,
+    read_manifest,
+    scan_folder,
+)
 from dflab.faces.index import FaceIndex, FaceReport, VideoFaces
 
 
@@ -67,6 +73,8 @@ class DeepfakeDataModule(pl.LightningDataModule):
         self.face_report = self.face_index().build(
             [it.path for it in items], workers=self.faces_cfg.workers, progress=self.progress
         )
+        if self.progress and self.face_report.done:  # new detections: show what was found
+            print(self.face_report.summary_table())
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

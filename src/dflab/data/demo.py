@@ -54,7 +54,7 @@ __all__ = [
     "split_identities",
 ]
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 """Bumped whenever the generated videos change for the same spec."""
 
 Range = tuple[float, float]
@@ -93,6 +93,8 @@ class DemoSpec:
         warp_jitter: per-frame jitter of the swap's placement (share of the jaw width for the
             shift, relative for the scale, radians for the rotation).
         colour_jitter: per-frame relative jitter of the swapped face's colour channels.
+        train_only: identities always dealt to training. The default keeps the one greyscale
+            photograph (tinted to skin tones, so its swaps stand out) out of validation and test.
     """
 
     seed: int = 0
@@ -113,16 +115,18 @@ class DemoSpec:
     noise: Range = (1.0, 3.0)
     crf: int = 23
     blend_erode: float = 0.05
-    blend_feather: Range = (0.025, 0.05)
-    colour_match: Range = (0.6, 0.95)
-    source_scale: Range = (0.55, 0.85)
-    source_blur: float = 0.7
+    blend_feather: Range = (0.03, 0.06)
+    colour_match: Range = (0.75, 1.0)
+    source_scale: Range = (0.65, 0.95)
+    source_blur: float = 0.5
     warp_jitter: float = 0.004
     colour_jitter: float = 0.01
+    train_only: tuple[str, ...] = ("tom_hanks",)
 
     def __post_init__(self) -> None:
         for name in _RANGES:  # accept lists (from YAML or JSON) and store tuples
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        object.__setattr__(self, "train_only", tuple(self.train_only))
         if self.size < 64 or self.size % 2:
             raise ValueError(f"size must be even and >= 64, got {self.size}")
         if self.fps < 1 or self.num_frames < 1:
@@ -169,12 +173,11 @@ def split_identities(identities: Sequence[str], spec: DemoSpec) -> dict[str, lis
     need = spec.val_identities + spec.test_identities + (2 if spec.fakes_per_identity else 1)
     if len(identities) < need:
         raise ValueError(f"the demo spec needs at least {need} identities, found {len(identities)}")
-    order = [
-        sorted(identities)[i]
-        for i in np.random.default_rng([spec.seed, 1]).permutation(len(identities))
-    ]
+    pinned = sorted(set(identities) & set(spec.train_only))
+    free = sorted(set(identities) - set(pinned))
+    order = [free[i] for i in np.random.default_rng([spec.seed, 1]).permutation(len(free))]
     test, rest = order[: spec.test_identities], order[spec.test_identities :]
-    val, train = rest[: spec.val_identities], rest[spec.val_identities :]
+    val, train = rest[: spec.val_identities], rest[spec.val_identities :] + pinned
     return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
 
 

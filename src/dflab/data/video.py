@@ -59,7 +59,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     return VideoInfo(str(path), n, float(reader.get_avg_fps()), int(h), int(w))
 
 
-def read_frames(path: str | Path, indices: Sequence[int], num_threads: int = 1) -> np.ndarray:
+def read_frames(path: str | Path, indices: Sequence[int] | np.ndarray, num_threads: int = 1) -> np.ndarray:
     """Decode the given frame indices of a video.
 
     Args:

@@ -8,6 +8,7 @@ normalisation built in (so exported models need no separate preprocessing).
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -62,7 +63,8 @@ class FrameClassifier(nn.Module):
         Returns:
             ``(B,)`` logits; positive means fake.
         """
-        return self.backbone((x - self.mean) / self.std).reshape(-1)
+        mean, std = typing.cast(torch.Tensor, self.mean), typing.cast(torch.Tensor, self.std)
+        return self.backbone((x - mean) / std).reshape(-1)
 
 
 def _timm_model(name: str, img_size: int, pretrained_file: str | None, drop_rate: float) -> FrameClassifier:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,7 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
     parent = _parent_run(client, experiment_id, cfg)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=cfg.study, storage=_storage(cfg.storage),
-                                direction=cfg.direction, sampler=_sampler(cfg), pruner=_pruner(cfg),
+                                direction=typing.cast(typing.Literal["minimize", "maximize"], cfg.direction), sampler=_sampler(cfg), pruner=_pruner(cfg),
                                 load_if_exists=True)
     study.set_user_attr("mlflow_parent_run_id", parent)
     total = n_trials if n_trials is not None else cfg.n_trials
@@ -118,7 +119,7 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
         print(f"\n── trial {trial.number}: {' '.join(overrides[len(cfg.overrides):])}")
         try:
             result = run_experiment(exp, tags=tags, callbacks=[OptunaPruning(trial, exp.monitor)],
-                                    progress=progress)
+                                    progress=progress, model_summary=False)
         except (optuna.TrialPruned, NonFiniteLossError) as err:
             run_id = trial.user_attrs.get("mlflow_run_id")
             if run_id:
@@ -155,7 +156,7 @@ def _summarise(study: optuna.Study, cfg: SweepConfig, client: Any, parent: str) 
     for t in study.trials:
         value = "-" if t.value is None else f"{t.value:.4f}"
         table.add_row(str(t.number), t.state.name, value,
-                      *(str(t.params.get(k, "-")) for k in cfg.params), t.user_attrs.get("mlflow_run_id", "-"))
+                      *(_fmt(t.params.get(k, "-")) for k in cfg.params), t.user_attrs.get("mlflow_run_id", "-"))
     Console(width=160).print(table)
     if not complete:
         client.set_terminated(parent, "FAILED")
@@ -177,8 +178,13 @@ def _summarise(study: optuna.Study, cfg: SweepConfig, client: Any, parent: str) 
         if plot is not None:
             client.log_artifact(parent, str(plot), "plots")
     client.set_terminated(parent, "FINISHED")
-    print(f"\nBest trial {best.number}: value {best.value:.4f}  params {best.params}")
+    params = "  ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
+    print(f"\nBest trial {best.number}: value {best.value:.4f}  {params}")
     print(f"Best MLflow run {best_run} (parent {parent}); compare trials with `make ui`.")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _parallel_coordinates(study: optuna.Study, path: Path) -> Path | None:
@@ -197,7 +203,7 @@ def _parallel_coordinates(study: optuna.Study, path: Path) -> Path | None:
         except (ValueError, ImportError) as err:
             log.warning("parallel-coordinates plot skipped: %s", err)
             return None
-    fig = ax.figure
+    fig = typing.cast(plt.Figure, ax.figure)
     fig.set_size_inches(10, 5)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

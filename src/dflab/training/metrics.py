@@ -73,6 +73,10 @@ class DetectionMetrics(Metric):
     """
 
     full_state_update = False
+    logits: list[torch.Tensor]
+    labels: list[torch.Tensor]
+    video_idx: list[torch.Tensor]
+    clip_idx: list[torch.Tensor]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -83,7 +83,8 @@ class DetectorModule(pl.LightningModule):
             return
         with metric.sync_context():  # gathers every process's clips (no-op without DDP)
             values = metric.compute_values()
-            self.predictions[stage] = tuple(t.cpu() for t in metric.video_predictions())
+            vids, probs, labels = metric.video_predictions()
+            self.predictions[stage] = (vids.cpu(), probs.cpu(), labels.cpu())
         for key, value in values.items():
             self.log(f"{stage}/{key}", value, prog_bar=stage != "train" and key == "video_auroc")
         metric.reset()

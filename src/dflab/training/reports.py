@@ -11,7 +11,7 @@ import numpy as np
 
 
 def metrics_table(metrics: Mapping[str, float], title: str = "Results") -> str:
-    """Rows ``frame``/``video`` × columns AUROC, ACC, EER, AP, LogLoss per stage prefix."""
+    """Rows ``frame``/``video`` x columns AUROC, ACC, EER, AP, LogLoss per stage prefix."""
     from rich.console import Console
     from rich.table import Table
 

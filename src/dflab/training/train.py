@@ -58,6 +58,7 @@ def run_experiment(
     tags: Mapping[str, str] | None = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
+    model_summary: bool = True,
 ) -> RunResult:
     """Train (and test, when the data has a test split) one experiment, logged to MLflow.
 
@@ -66,6 +67,7 @@ def run_experiment(
         tags: extra MLflow run tags (a sweep passes ``mlflow.parentRunId`` here).
         callbacks: extra Lightning callbacks (e.g. Optuna pruning).
         progress: progress bars.
+        model_summary: print the layer summary before training.
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = DeepfakeDataModule(cfg.data, cfg.faces, seed=cfg.seed, progress=progress)
@@ -92,7 +94,7 @@ def run_experiment(
         deterministic=t.deterministic, enable_progress_bar=progress and t.enable_progress_bar,
         num_sanity_val_steps=0, default_root_dir=cfg.logging.output_dir, logger=logger,
         callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch"), *callbacks],
-        enable_model_summary=progress,
+        enable_model_summary=progress and model_summary,
     )
     trainer.fit(module, datamodule=datamodule)
     best_path = checkpoint.best_model_path or checkpoint.last_model_path
@@ -101,7 +103,7 @@ def run_experiment(
 
     # Validation and test metrics of the selected checkpoint (chosen on validation only).
     final: dict[str, Any] = {}
-    curves: dict[str, tuple[Any, Any]] = {}
+    curves: dict[str, tuple[Any, Any, Any]] = {}
     stages = ["val"] + (["test"] if datamodule.has_split("test") else [])
     loggers, trainer.loggers = trainer.loggers, []  # keep the per-epoch val/* history clean
     for stage in stages:
@@ -121,7 +123,7 @@ def run_experiment(
 
 
 def _log_artifacts(cfg: ExperimentConfig, logger: MLFlowLogger, datamodule: DeepfakeDataModule,
-                   checkpoint: ModelCheckpoint, curves: Mapping[str, tuple[Any, Any]],
+                   checkpoint: ModelCheckpoint, curves: Mapping[str, tuple[Any, Any, Any]],
                    result: RunResult) -> None:
     client, run_id = logger.experiment, logger.run_id
     # Metrics of the selected checkpoint: validation under best/, test under test/.
