@@ -54,7 +54,9 @@ def test_manifest_counts_match_the_spec(manifest: Path) -> None:
     }
     assert len(groups["val"]) == SPEC.val_identities and len(groups["test"]) == SPEC.test_identities
     assert len(groups["train"]) >= 2
-    assert {"astronaut", *(f"t1_{k}" for k in range(6))} <= set().union(*groups.values())
+    every = {"astronaut", "grace_hopper", "tom_hanks", *(f"t1_{k}" for k in range(6))}
+    assert set().union(*groups.values()) == every
+    assert "tom_hanks" in groups["train"]  # pinned to training by DemoSpec.train_only
     counts = Counter((it.split, it.label) for it in items)
     for split, members in groups.items():
         assert counts[(split, 0)] == len(members) * SPEC.reals_per_identity

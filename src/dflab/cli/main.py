@@ -95,13 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _drop_advertisements(record: logging.LogRecord) -> bool:
+    """Keep Lightning's log, minus its tips that advertise other products."""
+    return "Tip:" not in str(record.msg)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from dflab.config import ConfigError
     from dflab.data.sources import DatasetLayoutError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic", "mlflow", "urllib3"):
+    for noisy in ("alembic", "mlflow", "urllib3", "onnxscript", "onnx_ir", "torch.onnx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_drop_advertisements)
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))

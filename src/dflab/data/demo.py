@@ -1,8 +1,8 @@
 """The built-in demo dataset: short real and face-swapped videos made from shipped photographs.
 
 Nothing is downloaded. The faces come from photographs inside installed packages (the six
-people of insightface's ``t1.jpg``, its aligned ``Tom_Hanks_54745.png`` and scikit-image's
-``astronaut``); dlib finds each face and its 68 landmarks, and each identity becomes a portrait
+people of insightface's ``t1.jpg``, its aligned ``Tom_Hanks_54745.png``, scikit-image's
+``astronaut`` and matplotlib's ``grace_hopper``); dlib finds each face and its 68 landmarks, and each identity becomes a portrait
 (:mod:`dflab.data.demo_faces`; the greyscale Tom Hanks crop is outpainted and warm-toned).
 
 * A **real** video is a virtual camera moving over a portrait: a smooth pan, zoom and slight
@@ -54,7 +54,7 @@ __all__ = [
     "split_identities",
 ]
 
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 """Bumped whenever the generated videos change for the same spec."""
 
 Range = tuple[float, float]
@@ -63,7 +63,7 @@ _RANGES = ("face_width", "noise", "blend_feather", "colour_match", "source_scale
 
 @dataclass(frozen=True)
 class DemoSpec:
-    """Every setting of the demo dataset (the defaults make about 80 videos).
+    """Every setting of the demo dataset (the defaults make 90 videos of 9 identities).
 
     Attributes:
         seed: seeds the identity split, the source choice and every video.
@@ -115,10 +115,10 @@ class DemoSpec:
     noise: Range = (1.0, 3.0)
     crf: int = 23
     blend_erode: float = 0.05
-    blend_feather: Range = (0.03, 0.06)
-    colour_match: Range = (0.75, 1.0)
-    source_scale: Range = (0.65, 0.95)
-    source_blur: float = 0.5
+    blend_feather: Range = (0.02, 0.05)
+    colour_match: Range = (0.5, 0.9)
+    source_scale: Range = (0.5, 0.8)
+    source_blur: float = 0.7
     warp_jitter: float = 0.004
     colour_jitter: float = 0.01
     train_only: tuple[str, ...] = ("tom_hanks",)

@@ -1,7 +1,7 @@
 """Face photographs and face-swap primitives behind the built-in demo dataset.
 
-The photographs ship inside installed packages (insightface's sample images and
-scikit-image's ``astronaut``), so nothing is downloaded. dlib finds every face and its 68
+The photographs ship inside installed packages (insightface's sample images, scikit-image's
+``astronaut`` and matplotlib's ``grace_hopper``), so nothing is downloaded. dlib finds every face and its 68
 landmarks; each face becomes a :class:`Portrait`, an upright square crop with context around
 the face. The swap primitives (:func:`warp_face`, :func:`face_mask`, :func:`match_colour`)
 work in the target portrait's pixel grid; :mod:`dflab.data.demo` moves a camera over the result.
@@ -131,7 +131,7 @@ def _is_grey(image: np.ndarray) -> bool:
 
 
 def shipped_photos() -> list[Photo]:
-    """The face photographs found in installed packages (insightface, scikit-image).
+    """The face photographs found in installed packages (insightface, scikit-image, matplotlib).
 
     A greyscale photo is warm-toned and a small tight face crop (insightface's 112 px aligned
     Tom Hanks) is outpainted, so the camera has background to move over. A photo whose file is
@@ -140,10 +140,14 @@ def shipped_photos() -> list[Photo]:
     from skimage import data as skdata
 
     photos = [Photo("astronaut", skdata.astronaut())]
-    images = _package_dir("insightface") / "data" / "images"
-    for name, filename, max_faces in (("t1", "t1.jpg", 6), ("tom_hanks", "Tom_Hanks_54745.png", 1)):
+    shipped = (
+        ("t1", "insightface", "data/images/t1.jpg", 6),
+        ("tom_hanks", "insightface", "data/images/Tom_Hanks_54745.png", 1),
+        ("grace_hopper", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg", 1),
+    )
+    for name, package, relpath, max_faces in shipped:
         try:
-            image = _read_rgb(images / filename)
+            image = _read_rgb(_package_dir(package) / relpath)
         except FileNotFoundError as err:
             log.warning("demo dataset: skipping photo %r: %s", name, err)
             continue
