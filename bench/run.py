@@ -95,7 +95,7 @@ def main() -> None:
         sess.run(None, feed)
         t = timed(lambda sess=sess, feed=feed: sess.run(None, feed), repeat=10)
         rows.append((f"inference {name} ONNX Runtime", f"{32 / t:.0f} frames/s",
-                     f"batch 32, max |diff| {res.onnx_max_abs_diff:.1e}"))
+                     f"batch 32, max abs logit diff {res.onnx_max_abs_diff:.1e}"))
 
     header = f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}\n\n"
     table = "| what | throughput | notes |\n|---|---|---|\n" + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
