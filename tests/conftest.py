@@ -47,3 +47,30 @@ def fast_overrides(small_manifest: Path, face_cache: Path, tmp_path: Path) -> li
         f"logging.artifact_location={tmp_path}/artifacts",
         f"logging.output_dir={tmp_path}/outputs",
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_mp4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny real H.264 MP4 (8 frames, 64x64, moving gradient) to copy into fixture trees."""
+    import numpy as np
+
+    from dflab.data.video import write_video
+
+    ramp = np.linspace(0, 255, 64, dtype=np.float32)
+    frames = [np.stack([np.roll(ramp, 4 * k)[None, :].repeat(64, 0)] * 3, -1).astype(np.uint8)
+              for k in range(8)]
+    return write_video(tmp_path_factory.mktemp("tiny") / "tiny.mp4", frames, fps=8)
+
+
+@pytest.fixture
+def place_video(tiny_mp4: Path):
+    """``place_video(path)`` copies the tiny MP4 to ``path`` (creating folders) and returns it."""
+    import shutil
+
+    def place(path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tiny_mp4, path)
+        return path
+
+    return place

@@ -1,4 +1,4 @@
-"""The ``dflab`` command line: ``train``, ``sweep``, ``export``, ``faces``, ``demo``.
+"""The ``dflab`` command line: ``train``, ``sweep``, ``export``, ``faces``, ``data``, ``demo``.
 
 Configuration errors (unknown key, wrong type, bad dataset layout) end the command with exit
 status 2 and a one-line message naming the key or file, before any work starts.
@@ -53,6 +53,35 @@ def _faces(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_check(args: argparse.Namespace) -> int:
+    from dflab.config import load_config
+    from dflab.data.check import check_dataset
+    from dflab.data.datamodule import resolve_items
+
+    cfg = load_config(args.config, args.overrides)
+    items = resolve_items(cfg.data, check=False)
+    report = check_dataset(items, f"{cfg.data.source} at {cfg.data.root}", probe=not args.no_probe,
+                           workers=args.workers)
+    print(report.table())
+    if report.ok:
+        print(report.message())
+        return 0
+    print(report.message(), file=sys.stderr)
+    return 1
+
+
+def _data_list(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from dflab.data.datasets import dataset_names, get_adapter
+
+    for name in dataset_names():
+        adapter = get_adapter(name)
+        opts = ", ".join(f.name for f in dataclasses.fields(adapter.options)) or "-"
+        print(f"{name:16s} {adapter.summary}\n{'':16s} options: {opts}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from dflab.data.demo import DemoSpec, ensure_demo_dataset
 
@@ -87,6 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("experiment")
     f.add_argument("overrides", nargs="*", metavar="key=value")
     f.set_defaults(fn=_faces)
+
+    data = sub.add_parser("data", help="dataset tools: check a layout, list the known datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    c = dsub.add_parser("check", help="counts, missing/empty/unreadable videos, duplicates, leakage")
+    c.add_argument("config", help="experiment YAML (or a YAML holding just a data: section)")
+    c.add_argument("overrides", nargs="*", metavar="key=value")
+    c.add_argument("--no-probe", action="store_true", help="do not open the videos (faster)")
+    c.add_argument("--workers", type=int, default=4, help="threads that open the videos")
+    c.set_defaults(fn=_data_check)
+    ls = dsub.add_parser("list", help="the dataset adapters and their options")
+    ls.set_defaults(fn=_data_list)
 
     d = sub.add_parser("demo", help="generate the built-in demo dataset")
     d.add_argument("--root", default="data/demo")

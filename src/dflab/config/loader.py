@@ -21,7 +21,6 @@ from dflab.config.schema import ExperimentConfig
 T = TypeVar("T")
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.source": ("demo", "folder", "manifest"),
     "data.augment": ("none", "light", "strong"),
     "optim.name": ("adamw", "adam", "sgd"),
     "optim.scheduler": ("cosine", "none"),
@@ -82,6 +81,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     elif tp in (list, dict):
         if isinstance(value, tp):
             return value
+    elif origin in (list, tuple):
+        args = typing.get_args(tp)
+        item_tp = args[0] if args else Any
+        if isinstance(value, str):  # a single value where a list is expected
+            value = [value]
+        if isinstance(value, (list, tuple)):
+            items = [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+            return tuple(items) if origin is tuple else items
     elif tp is Any:
         return value
     name = getattr(tp, "__name__", str(tp))
@@ -97,6 +104,10 @@ def _build(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
                           f"{prefix.rstrip('.') or 'the top level'}: {', '.join(fields)}")
     kwargs = {k: _coerce(v, fields[k], prefix + k) for k, v in data.items()}
     return cls(**kwargs)
+
+
+build_section = _build
+"""Build one config dataclass from a mapping, strictly (used for dataset adapter options)."""
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -124,6 +135,8 @@ def field_type(key: str, cls: type = ExperimentConfig) -> Any:
     parts = key.split(".")
     tp: Any = cls
     for i, part in enumerate(parts):
+        if tp is dict or typing.get_origin(tp) is dict:  # options checked by their owner
+            return Any
         if not dataclasses.is_dataclass(tp):
             raise ConfigError(f"unknown config key {key!r}: {'.'.join(parts[:i])} is not a section")
         fields = _fields(typing.cast(type, tp))
@@ -166,6 +179,12 @@ def _set(data: dict[str, Any], key: str, value: Any) -> None:
 
 def _validate(cfg: ExperimentConfig) -> None:
     flat = flatten(to_dict(cfg))
+    from dflab.data.datasets import build_options, dataset_names
+
+    if cfg.data.source not in dataset_names():
+        raise ConfigError(f"data.source: {cfg.data.source!r} is not one of {', '.join(dataset_names())}"
+                          f"{_suggest(cfg.data.source, dataset_names())}")
+    build_options(cfg.data.source, cfg.data.options)
     for key, options in CHOICES.items():
         if flat[key] not in options:
             raise ConfigError(f"{key}: {flat[key]!r} is not one of {', '.join(options)}")

@@ -15,9 +15,12 @@ class DataConfig:
     """Where the videos are and how clips are cut from them.
 
     Attributes:
-        source: ``demo`` (the built-in dataset, generated on first use), ``folder``
-            (``real/``, ``fake/`` [, ``val/…``, ``test/…``]) or ``manifest`` (CSV).
-        root: dataset folder (``demo``/``folder``) or CSV file (``manifest``).
+        source: dataset adapter: ``demo`` (the built-in dataset, generated on first use),
+            ``folder`` (``real/``, ``fake/`` [, ``val/…``, ``test/…``]), ``manifest`` (CSV) or
+            a public benchmark (``ffpp``, ``celebdf``, ``dfdc``, ...; ``dflab data list``).
+        root: dataset root folder, or the CSV file for ``manifest``.
+        options: the adapter's own settings (e.g. ``compression`` and ``methods`` for
+            ``ffpp``), checked against its options dataclass.
         demo_seed: seed of the built-in demo dataset.
         val_fraction: share of groups moved to validation when the data names no val split.
         test_fraction: share of groups moved to test when the data names no test split.
@@ -34,6 +37,7 @@ class DataConfig:
 
     source: str = "demo"
     root: str = "data/demo"
+    options: dict = field(default_factory=dict)
     demo_seed: int = 0
     val_fraction: float = 0.2
     test_fraction: float = 0.0

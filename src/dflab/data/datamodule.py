@@ -9,6 +9,7 @@ one dataset per split.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,32 +17,37 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from dflab.config.schema import DataConfig, FacesConfig
+from dflab.data.check import check_dataset
 from dflab.data.dataset import ClipSpec, FaceClipDataset
-from dflab.data.sources import (
-    DatasetLayoutError,
-    VideoItem,
-    assign_splits,
-    read_manifest,
-    scan_folder,
-)
+from dflab.data.datasets import scan_dataset
+from dflab.data.sources import DatasetLayoutError, VideoItem, assign_splits, read_manifest
 from dflab.faces.index import FaceIndex, FaceReport, VideoFaces
 
 
-def resolve_items(data: DataConfig, progress: bool = True) -> list[VideoItem]:
+def resolve_items(data: DataConfig, progress: bool = True, check: bool = True) -> list[VideoItem]:
     """List the dataset's videos with a split each (generating the demo dataset if needed).
 
+    Args:
+        data: the dataset settings.
+        progress: progress bar while the demo dataset is generated.
+        check: run :func:`dflab.data.check.check_dataset` (without decoding) and refuse a
+            dataset with missing or empty videos, duplicates or leakage between splits.
+
     Raises:
-        DatasetLayoutError: the dataset does not match the layout ``data.source`` names.
+        DatasetLayoutError: the dataset does not match the layout ``data.source`` names, or
+            the check found a problem (the message lists them, naming the files).
     """
     if data.source == "demo":
         from dflab.data.demo import DemoSpec, ensure_demo_dataset
 
         items = read_manifest(ensure_demo_dataset(data.root, DemoSpec(seed=data.demo_seed), progress=progress))
-    elif data.source == "manifest":
-        items = read_manifest(data.root)
+        items = [replace(it, dataset="demo") for it in items]
     else:
-        items = scan_folder(data.root)
-    return assign_splits(items, data.val_fraction, data.test_fraction, data.split_seed)
+        items = scan_dataset(data.source, data.root, data.options)
+    items = assign_splits(items, data.val_fraction, data.test_fraction, data.split_seed)
+    if check:
+        check_dataset(items, f"{data.source} at {data.root}").raise_if_broken()
+    return items
 
 
 class DeepfakeDataModule(pl.LightningDataModule):

@@ -39,16 +39,26 @@ class VideoItem:
         label: 0 for real, 1 for fake.
         split: ``train``, ``val``, ``test`` or ``""`` when not yet assigned.
         group: identity or source id; videos of one group always share a split.
+        method: manipulation method of a fake (``Deepfakes``, ``FaceSwap``, ...); ``""`` for
+            real videos and fakes of unknown method.
+        dataset: name of the dataset the video comes from (``ffpp``, ``celebdf``, ...), so a
+            combined run can break its metrics down per source.
+        key: id of the video, unique within its dataset (default: the file name's stem).
+        sources: keys of the real videos a fake was made from; they must share its split.
     """
 
     path: str
     label: int
     split: str = ""
     group: str = ""
+    method: str = ""
+    dataset: str = ""
+    key: str = ""
+    sources: tuple[str, ...] = ()
 
     @property
     def video_id(self) -> str:
-        return Path(self.path).stem
+        return self.key or Path(self.path).stem
 
 
 def _videos_in(folder: Path) -> list[Path]:
