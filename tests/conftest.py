@@ -32,6 +32,7 @@ def fast_overrides(small_manifest: Path, face_cache: Path, tmp_path: Path) -> li
     return [
         "data.source=manifest",
         f"data.root={small_manifest}",
+        "data.options={}",
         "data.image_size=64",
         "data.batch_size=8",
         "data.train_clips_per_video=2",

@@ -31,4 +31,4 @@ def test_sweep_refuses_unknown_param_key(tmp_path):
 def test_missing_dataset_folder_is_named(tmp_path):
     proc = _dflab("faces", "experiments/mesonet4_demo.yaml", "data.source=folder", f"data.root={tmp_path}/nope")
     assert proc.returncode == 2
-    assert f"{tmp_path}/nope: dataset folder does not exist" in proc.stderr
+    assert f"{tmp_path}/nope: dataset root for 'folder' does not exist" in proc.stderr

@@ -1,3 +1,4 @@
+import csv
 import math
 import sqlite3
 from pathlib import Path
@@ -27,8 +28,22 @@ def test_every_experiment_runs_one_batch(path, fast_overrides):
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
 
 
-def test_run_logs_params_metrics_and_artifacts_to_mlflow(fast_overrides, tmp_path):
-    cfg = build_config({"name": "unit"}, [*fast_overrides, "trainer.max_epochs=2"])
+def _manifest_with_methods(small_manifest: Path, out: Path) -> Path:
+    """The small demo manifest with its fakes dealt to two named methods."""
+    with small_manifest.open() as fh:
+        rows = list(csv.DictReader(fh))
+    with out.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "split", "group", "method"])
+        for i, r in enumerate(rows):
+            method = ("Alpha", "Beta")[i % 2] if r["label"] in ("1", "fake") else ""
+            w.writerow([small_manifest.parent / r["path"], r["label"], r["split"], r["group"], method])
+    return out
+
+
+def test_run_logs_params_metrics_and_artifacts_to_mlflow(fast_overrides, small_manifest, tmp_path):
+    manifest = _manifest_with_methods(small_manifest, tmp_path / "methods.csv")
+    cfg = build_config({"name": "unit"}, [*fast_overrides, "trainer.max_epochs=2", f"data.root={manifest}"])
     result = run_experiment(cfg, progress=False)
     assert (tmp_path / "mlflow.db").is_file()
     with sqlite3.connect(tmp_path / "mlflow.db") as db:  # a real SQLite tracking store
@@ -42,7 +57,14 @@ def test_run_logs_params_metrics_and_artifacts_to_mlflow(fast_overrides, tmp_pat
         assert key in run.data.metrics
     assert run.data.metrics["best/val/video_auroc"] == pytest.approx(result.best_score)
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
-    assert {"config.yaml", "data_report.json", "checkpoints", "plots", "predictions"} <= artifacts
+    assert {"config.yaml", "data_report.json", "checkpoints", "plots", "predictions", "reports"} <= artifacts
+    # Test metrics broken down per manipulation method, as metrics and as a CSV.
+    assert {"test/by_method/Alpha/video_auroc", "test/by_method/Beta/video_auroc"} <= set(run.data.metrics)
+    local = client.download_artifacts(result.run_id, "reports/breakdown_test.csv", str(tmp_path))
+    with open(local) as fh:
+        rows = {r["name"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == {"Alpha", "Beta"}
+    assert all(int(r["n_real"]) > 0 and int(r["n_fake"]) > 0 for r in rows.values())
     ckpts = [a.path for a in client.list_artifacts(result.run_id, "checkpoints")]
     assert any(p.endswith(".ckpt") for p in ckpts)
     ckpt = torch.load(result.best_checkpoint, weights_only=False)

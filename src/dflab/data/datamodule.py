@@ -41,7 +41,7 @@ def resolve_items(data: DataConfig, progress: bool = True, check: bool = True) -
         from dflab.data.demo import DemoSpec, ensure_demo_dataset
 
         items = read_manifest(ensure_demo_dataset(data.root, DemoSpec(seed=data.demo_seed), progress=progress))
-        items = [replace(it, dataset="demo") for it in items]
+        items = [replace(it, dataset="demo", method="faceswap" if it.label else "") for it in items]
     else:
         items = scan_dataset(data.source, data.root, data.options)
     items = assign_splits(items, data.val_fraction, data.test_fraction, data.split_seed)

@@ -4,10 +4,11 @@ Two generic layouts are read here:
 
 * a **folder layout**: ``real/`` and ``fake/`` (training videos), optionally ``val/real``,
   ``val/fake``, ``test/real`` and ``test/fake``;
-* a **CSV manifest** with a header ``path,label[,split,group]``; paths are relative to the
-  manifest's folder (or absolute), labels are ``real``/``fake`` or ``0``/``1`` (1 = fake),
-  ``split`` is ``train``/``val``/``test`` and ``group`` is an identity (or source) id used to
-  keep related videos in one split.
+* a **CSV manifest** with a header ``path,label[,split,group,method,dataset]``; paths are
+  relative to the manifest's folder (or absolute), labels are ``real``/``fake`` or ``0``/``1``
+  (1 = fake), ``split`` is ``train``/``val``/``test``, ``group`` is an identity (or source) id
+  used to keep related videos in one split, ``method`` names a fake's manipulation and
+  ``dataset`` its source (both optional, for per-method and per-dataset metrics).
 
 Videos without an explicit split are split by group (never a group in two splits) with a
 seeded shuffle.
@@ -123,7 +124,9 @@ def read_manifest(manifest: str | Path) -> list[VideoItem]:
             path = Path(row["path"].strip())
             path = path if path.is_absolute() else manifest.parent / path
             group = (row.get("group") or "").strip() or path.stem
-            items.append(VideoItem(str(path), label, split, group))
+            method = (row.get("method") or "").strip() if label else ""
+            dataset = (row.get("dataset") or "").strip()
+            items.append(VideoItem(str(path), label, split, group, method, dataset))
     if not items:
         raise DatasetLayoutError(f"{manifest}: manifest lists no video")
     return items

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dflab.data.sources import VideoItem
+
 
 def metrics_table(metrics: Mapping[str, float], title: str = "Results") -> str:
     """Rows ``frame``/``video`` x columns AUROC, ACC, EER, AP, LogLoss per stage prefix."""
@@ -71,13 +73,14 @@ def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Pa
     return path
 
 
-def write_predictions(path: str | Path, paths: Sequence[str], video_idx, probs, labels) -> Path:
-    """CSV ``path,label,fake_probability`` per video."""
+def write_predictions(path: str | Path, items: Sequence[VideoItem], video_idx, probs, labels) -> Path:
+    """CSV ``path,label,fake_probability,dataset,method`` per video."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["path", "label", "fake_probability"])
+        w.writerow(["path", "label", "fake_probability", "dataset", "method"])
         for v, p, y in zip(video_idx.tolist(), probs.tolist(), labels.tolist(), strict=True):
-            w.writerow([paths[v], int(y), f"{p:.6f}"])
+            it = items[v]
+            w.writerow([it.path, int(y), f"{p:.6f}", it.dataset, it.method])
     return path

@@ -18,6 +18,7 @@ from dflab.config import ExperimentConfig, flatten, save_config, to_dict
 from dflab.data.datamodule import DeepfakeDataModule
 from dflab.models import create_model
 from dflab.tracking.mlflow_utils import ensure_experiment, prepare_tracking
+from dflab.training.breakdown import breakdown, breakdown_metrics, breakdown_table, write_breakdown
 from dflab.training.module import DetectorModule
 from dflab.training.reports import metrics_table, plot_roc, write_predictions
 
@@ -116,8 +117,8 @@ def run_experiment(
 
     result = RunResult(logger.run_id, best_score, best_path, {k: v for k, v in final.items() if "/" in k})
     if trainer.is_global_zero:
-        _log_artifacts(cfg, logger, datamodule, checkpoint, curves, result)
         print(metrics_table(result.metrics, title=f"{cfg.name}: best checkpoint by {monitor}"))
+        _log_artifacts(cfg, logger, datamodule, checkpoint, curves, result)
         print(f"MLflow run {result.run_id}  best {monitor}={best_score:.4f}  checkpoint {best_path}")
     return result
 
@@ -137,10 +138,17 @@ def _log_artifacts(cfg: ExperimentConfig, logger: MLFlowLogger, datamodule: Deep
         client.log_artifact(run_id, str(datamodule.write_report(tmpdir / "data_report.json")))
         probs_by_stage = {}
         for stage, (vids, probs, labels) in curves.items():
-            paths = [it.path for it in datamodule.split_items[stage]]
+            items = datamodule.split_items[stage]
             client.log_artifact(run_id, str(write_predictions(tmpdir / f"predictions_{stage}.csv",
-                                                              paths, vids, probs, labels)), "predictions")
+                                                              items, vids, probs, labels)), "predictions")
             probs_by_stage[f"{stage} (video)"] = (probs.numpy(), labels.numpy())
+            rows = breakdown(items, vids, probs, labels)
+            if rows:
+                for key, value in breakdown_metrics(stage, rows).items():
+                    client.log_metric(run_id, key, value)
+                client.log_artifact(run_id, str(write_breakdown(tmpdir / f"breakdown_{stage}.csv", stage, rows)),
+                                    "reports")
+                print(breakdown_table(stage, rows))
         if probs_by_stage:
             client.log_artifact(run_id, str(plot_roc(probs_by_stage, tmpdir / "roc.png", cfg.name)), "plots")
     if cfg.logging.log_checkpoint and result.best_checkpoint:

@@ -3,7 +3,8 @@
 Importing this package registers every adapter, so ``data.source`` may name any of them.
 """
 
-from dflab.data.datasets import generic  # noqa: F401  (registers its adapters)
+# Importing a module registers its adapters.
+from dflab.data.datasets import deeperforensics, ffpp, generic  # noqa: F401
 from dflab.data.datasets.registry import (
     DatasetAdapter,
     NoOptions,
