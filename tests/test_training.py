@@ -19,6 +19,13 @@ EXPERIMENTS = sorted(Path("experiments").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_every_experiment_is_valid_as_shipped(path):
+    cfg = load_config(path)  # checks data.options against the dataset adapter too
+    assert cfg.name == path.stem
+    assert not Path(cfg.data.root).is_absolute(), "shipped configs use relative paths"
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
 def test_every_experiment_runs_one_batch(path, fast_overrides):
     cfg = load_config(path, fast_overrides)
     dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
