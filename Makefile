@@ -11,6 +11,7 @@ DFLAB := $(PYTHON) -m dflab
 
 EXP ?= experiments/mesonet4_demo.yaml
 SWEEP ?= sweeps/demo.yaml
+DATASETS ?= $(EXP)
 ARGS ?=
 RUN ?=
 PORT ?= 5000
@@ -20,7 +21,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast sweep train faces demo export ui bench lint typecheck clean
+.PHONY: help install test test-fast sweep train faces demo export evaluate data-check ui bench lint typecheck clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,8 +54,14 @@ train: $(STAMP) ## Train one experiment: make train EXP=experiments/x.yaml ARGS=
 faces: $(STAMP) ## Detect faces once for the experiment's dataset (cached)
 	$(DFLAB) faces $(EXP) $(ARGS)
 
+data-check: $(STAMP) ## Check the dataset of EXP: counts, missing/broken videos, leakage between splits
+	$(DFLAB) data check $(EXP) $(ARGS)
+
 demo: $(STAMP) ## Generate the built-in demo dataset under data/demo
 	$(DFLAB) demo
+
+evaluate: $(STAMP) ## Score the latest sweep's best (or RUN=<run id>) on the test split of DATASETS="a.yaml b.yaml"
+	$(DFLAB) evaluate $(DATASETS) $(if $(RUN),--run-id $(RUN))
 
 export: $(STAMP) ## Export the best checkpoint of the latest sweep (or RUN=<run id>) to ONNX and .pt2
 	$(DFLAB) export $(if $(RUN),--run-id $(RUN))

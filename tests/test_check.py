@@ -46,7 +46,7 @@ def test_missing_empty_unreadable_and_duplicates_are_named(tmp_path, place_video
             ("duplicate", "a.mp4")} <= kinds
     message = report.message()
     assert "empty.mp4" in message and "gone.mp4" in message
-    with pytest.raises(DatasetLayoutError, match="gone.mp4"):
+    with pytest.raises(DatasetLayoutError, match=r"gone\.mp4"):
         report.raise_if_broken()
 
 
@@ -73,9 +73,9 @@ def test_training_refuses_a_broken_layout_naming_the_file(tmp_path, place_video,
 
 def test_adapter_options_are_strict():
     assert {"demo", "folder", "manifest"} <= set(dataset_names())
-    with pytest.raises(ConfigError, match="data.options.compression"):
+    with pytest.raises(ConfigError, match=r"data\.options\.compression"):
         build_options("folder", {"compression": "c23"})
-    with pytest.raises(ConfigError, match="data.source: 'foldr'.*did you mean 'folder'"):
+    with pytest.raises(ConfigError, match=r"data\.source: 'foldr'.*did you mean 'folder'"):
         build_config({"data": {"source": "foldr"}})
 
 

@@ -1,4 +1,4 @@
-"""The ``dflab`` command line: ``train``, ``sweep``, ``export``, ``faces``, ``data``, ``demo``.
+"""The ``dflab`` command line: ``train``, ``sweep``, ``export``, ``evaluate``, ``faces``, ``data``, ``demo``.
 
 Configuration errors (unknown key, wrong type, bad dataset layout) end the command with exit
 status 2 and a one-line message naming the key or file, before any work starts.
@@ -50,6 +50,14 @@ def _faces(args: argparse.Namespace) -> int:
     index = FaceIndex(cfg.faces.cache_dir, cfg.faces.detector, cfg.faces.num_frames)
     report = index.build([it.path for it in items], workers=cfg.faces.workers)
     print(report.summary_table())
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from dflab.evaluate.cross_dataset import cross_dataset_evaluation
+
+    cross_dataset_evaluation(args.datasets, run_id=args.run_id, checkpoint=args.checkpoint,
+                             tracking_uri=args.tracking_uri, overrides=args.set or ())
     return 0
 
 
@@ -116,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("experiment")
     f.add_argument("overrides", nargs="*", metavar="key=value")
     f.set_defaults(fn=_faces)
+
+    v = sub.add_parser("evaluate", help="score a checkpoint on the test split of several datasets")
+    v.add_argument("datasets", nargs="+", help="experiment (or dataset) YAMLs naming the test sets")
+    v.add_argument("--run-id", default=None, help="MLflow run (default: best trial of the latest sweep)")
+    v.add_argument("--checkpoint", default=None, help="a local .ckpt instead of an MLflow run")
+    v.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db")
+    v.add_argument("--set", action="append", metavar="key=value",
+                   help="override applied to every dataset config (repeatable)")
+    v.set_defaults(fn=_evaluate)
 
     data = sub.add_parser("data", help="dataset tools: check a layout, list the known datasets")
     dsub = data.add_subparsers(dest="data_command", required=True)

@@ -9,6 +9,7 @@ one dataset per split.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -58,11 +59,15 @@ class DeepfakeDataModule(pl.LightningDataModule):
         faces: face-detection settings.
         seed: seed of the random training clips.
         progress: show progress bars while preparing.
+        required: splits that must hold usable videos of both classes (``("test",)`` when
+            only evaluating).
     """
 
-    def __init__(self, data: DataConfig, faces: FacesConfig, seed: int = 0, progress: bool = True) -> None:
+    def __init__(self, data: DataConfig, faces: FacesConfig, seed: int = 0, progress: bool = True,
+                 required: Sequence[str] = ("train", "val")) -> None:
         super().__init__()
         self.data_cfg, self.faces_cfg, self.seed, self.progress = data, faces, seed, progress
+        self.required = tuple(required)
         self.items: list[VideoItem] = []
         self.excluded: list[dict[str, str]] = []
         self.face_report: FaceReport | None = None
@@ -106,7 +111,7 @@ class DeepfakeDataModule(pl.LightningDataModule):
             clips = self.data_cfg.train_clips_per_video if train else self.data_cfg.eval_clips_per_video
             self.datasets[split] = FaceClipDataset(items, faces_list, spec, clips, train=train,
                                                    augment=self.data_cfg.augment, seed=self.seed)
-        for split in ("train", "val"):
+        for split in self.required:
             if split not in self.datasets:
                 raise DatasetLayoutError(
                     f"{self.data_cfg.root}: no usable {split} video (after leaving out "

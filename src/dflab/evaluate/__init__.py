@@ -1,0 +1,1 @@
+"""Evaluation of trained checkpoints beyond their own test split (cross-dataset tables)."""

@@ -1,0 +1,189 @@
+"""Cross-dataset evaluation: score one checkpoint on the test split of several datasets.
+
+The protocol of the field's generalisation tables (train on FaceForensics++, test on Celeb-DF,
+DFDC, ...): the checkpoint's own crop settings (image size, frames per clip, face margin) are
+kept, each dataset contributes only its data and face-detection settings, and every test set
+gets the same metrics as training reports (frame and video AUROC, AP, accuracy, EER, log loss)
+plus its per-method breakdown. The table, a ROC plot of all sets and every set's per-video
+predictions are logged to the checkpoint's MLflow run under ``evaluation/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+from dflab.config import ExperimentConfig, load_config
+from dflab.config.schema import LoggingConfig
+from dflab.data.datamodule import DeepfakeDataModule
+from dflab.training.breakdown import BreakdownRow, breakdown, breakdown_table, write_breakdown
+from dflab.training.module import DetectorModule
+from dflab.training.reports import plot_roc, write_predictions
+
+LEVEL_METRICS = ("frame_auroc", "video_auroc", "video_ap", "video_acc", "video_eer", "video_logloss")
+
+
+@dataclass
+class TestSetResult:
+    """The scores of one test set.
+
+    Attributes:
+        name: the test set's name (its experiment name).
+        n_real: real test videos scored.
+        n_fake: fake test videos scored.
+        excluded: test videos left out (no face, unreadable), each with its reason.
+        metrics: ``frame_auroc``, ``video_auroc``, ... of the whole test split.
+        rows: per-dataset and per-method breakdown.
+    """
+
+    name: str
+    n_real: int
+    n_fake: int
+    excluded: list[dict[str, str]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    rows: list[BreakdownRow] = field(default_factory=list)
+
+
+def _test_config(trained: ExperimentConfig, target: ExperimentConfig) -> ExperimentConfig:
+    """The target's data and faces with the checkpoint's crop settings."""
+    data = replace(target.data, image_size=trained.data.image_size,
+                   frames_per_clip=trained.data.frames_per_clip, frame_stride=trained.data.frame_stride)
+    faces = replace(target.faces, margin=trained.faces.margin)
+    return replace(target, data=data, faces=faces)
+
+
+def evaluate_on(module: DetectorModule, trained: ExperimentConfig, target: ExperimentConfig,
+                progress: bool = True) -> tuple[TestSetResult, Any]:
+    """Score ``module`` on the test split of ``target``'s dataset.
+
+    Returns:
+        The result and ``(items, video_idx, probs, labels)`` for plots and predictions.
+    """
+    cfg = _test_config(trained, target)
+    dm = DeepfakeDataModule(cfg.data, cfg.faces, seed=cfg.seed, progress=progress, required=("test",))
+    trainer = pl.Trainer(accelerator=trained.trainer.accelerator, devices=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=progress,
+                         enable_model_summary=False)
+    out = trainer.test(module, datamodule=dm, verbose=False)
+    metrics = {k.removeprefix("test/"): float(v) for k, v in (out[0] if out else {}).items()}
+    vids, probs, labels = module.predictions["test"]
+    items = dm.split_items["test"]
+    n_fake = int(labels.sum())
+    result = TestSetResult(cfg.name, len(labels) - n_fake, n_fake,
+                           [e for e in dm.excluded if e["split"] == "test"],
+                           {k: metrics[k] for k in LEVEL_METRICS if k in metrics},
+                           breakdown(items, vids, probs, labels))
+    return result, (items, vids, probs, labels)
+
+
+def results_table(results: Sequence[TestSetResult], title: str) -> str:
+    """One row per test set: videos, frame and video AUROC, video AP/ACC/EER/log loss."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("test set", "real", "fake", "left out", "frame AUROC", "video AUROC", "video AP",
+                "video ACC", "video EER", "video LogLoss"):
+        table.add_column(col, justify="left" if col == "test set" else "right")
+    for r in results:
+        vals = [r.metrics.get(k, math.nan) for k in LEVEL_METRICS]
+        table.add_row(r.name, str(r.n_real), str(r.n_fake), str(len(r.excluded)),
+                      *("-" if math.isnan(v) else f"{v:.4f}" for v in vals))
+    console = Console(width=130, record=True, force_terminal=False)
+    with console.capture() as cap:
+        console.print(table)
+    return cap.get()
+
+
+def write_results(path: str | Path, results: Sequence[TestSetResult]) -> Path:
+    """CSV ``test_set,n_real,n_fake,n_left_out,<metrics>``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["test_set", "n_real", "n_fake", "n_left_out", *LEVEL_METRICS])
+        for r in results:
+            w.writerow([r.name, r.n_real, r.n_fake, len(r.excluded),
+                        *(f"{r.metrics.get(k, math.nan):.6f}" for k in LEVEL_METRICS)])
+    return path
+
+
+def cross_dataset_evaluation(
+    datasets: Sequence[str | Path], *, run_id: str | None = None, checkpoint: str | Path | None = None,
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db", overrides: Sequence[str] = (),
+    progress: bool = True,
+) -> list[TestSetResult]:
+    """Score a checkpoint on the test split of every dataset and log one table.
+
+    Args:
+        datasets: experiment (or dataset-only) YAML files naming the test sets.
+        run_id: MLflow run whose best checkpoint is scored (results are logged to it); by
+            default the best trial of the latest sweep.
+        checkpoint: a local checkpoint file instead of a run (results are only printed and
+            written under ``outputs/evaluation/``).
+        tracking_uri: MLflow tracking URI of ``run_id``.
+        overrides: ``key=value`` overrides applied to every dataset config.
+        progress: progress bars.
+    """
+    from dflab.export.export import latest_sweep_best_run, load_checkpoint
+    from dflab.tracking.mlflow_utils import client as mlflow_client
+
+    if run_id is not None and checkpoint is not None:
+        raise ValueError("give run_id or checkpoint, not both")
+    targets = [load_config(path, overrides) for path in datasets]  # refuse bad configs first
+    client = mlflow_client(LoggingConfig(tracking_uri=tracking_uri)) if checkpoint is None else None
+    if client is not None and run_id is None:
+        run_id = latest_sweep_best_run(client)
+    with tempfile.TemporaryDirectory() as tmp:
+        if client is not None:
+            local = Path(client.download_artifacts(run_id, "checkpoints", tmp))
+            ckpts = sorted(p for p in local.glob("*.ckpt") if p.name.startswith("best"))
+            if not ckpts:
+                raise FileNotFoundError(f"run {run_id} has no best checkpoint artifact under checkpoints/")
+            checkpoint = ckpts[0]
+        assert checkpoint is not None
+        trained, net = load_checkpoint(checkpoint)
+    module = DetectorModule(net, trained.optim)
+
+    results, curves = [], {}
+    for target in targets:
+        result, (items, vids, probs, labels) = evaluate_on(module, trained, target, progress)
+        results.append(result)
+        curves[result.name] = (items, vids, probs, labels)
+
+    title = f"{trained.name} ({trained.model.backbone}) on {len(results)} test set(s)"
+    print(results_table(results, title))
+    for r in results:
+        if r.rows:
+            print(breakdown_table(f"{r.name} test", r.rows))
+        if r.excluded:
+            print(f"{r.name}: {len(r.excluded)} test video(s) left out and not scored: "
+                  + "; ".join(f"{Path(e['path']).name} ({e['reason']})" for e in r.excluded[:5]))
+
+    out = Path("outputs/evaluation") / (run_id or Path(checkpoint).stem)
+    files = [write_results(out / "cross_dataset.csv", results)]
+    files.append(plot_roc({name: (c[2].numpy(), c[3].numpy()) for name, c in curves.items()},
+                          out / "cross_dataset_roc.png", title))
+    for r in results:
+        items, vids, probs, labels = curves[r.name]
+        files.append(write_predictions(out / f"predictions_{r.name}.csv", items, vids, probs, labels))
+        if r.rows:
+            files.append(write_breakdown(out / f"breakdown_{r.name}.csv", r.name, r.rows))
+    if client is not None and run_id is not None:
+        for path in files:
+            client.log_artifact(run_id, str(path), "evaluation")
+        for r in results:
+            for k, v in r.metrics.items():
+                if not math.isnan(v):
+                    client.log_metric(run_id, f"eval/{r.name}/{k}", v)
+        print(f"logged the table, ROC plot and predictions to MLflow run {run_id} (artifacts/evaluation)")
+    else:
+        print(f"wrote the table, ROC plot and predictions to {out}")
+    return results
