@@ -185,6 +185,22 @@ def _validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"data.source: {cfg.data.source!r} is not one of {', '.join(dataset_names())}"
                           f"{_suggest(cfg.data.source, dataset_names())}")
     build_options(cfg.data.source, cfg.data.options)
+    if cfg.data.weight <= 0:
+        raise ConfigError(f"data.weight: must be > 0, got {cfg.data.weight!r}")
+    names = [cfg.data.source]
+    for i, extra in enumerate(cfg.data.extra_sources):
+        key = f"data.extra_sources[{i}]"
+        if extra.source not in dataset_names() or extra.source == "demo":
+            valid = [n for n in dataset_names() if n != "demo"]
+            raise ConfigError(f"{key}.source: {extra.source!r} is not one of {', '.join(valid)}")
+        if not extra.root:
+            raise ConfigError(f"{key}.root: give the dataset's root folder")
+        if extra.weight <= 0:
+            raise ConfigError(f"{key}.weight: must be > 0, got {extra.weight!r}")
+        build_options(extra.source, extra.options, prefix=f"{key}.options.")
+        names.append(extra.name or extra.source)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"data.extra_sources: dataset names {names} repeat; give each a distinct name")
     for key, options in CHOICES.items():
         if flat[key] not in options:
             raise ConfigError(f"{key}: {flat[key]!r} is not one of {', '.join(options)}")

@@ -11,6 +11,25 @@ from dataclasses import dataclass, field
 
 
 @dataclass
+class SourceConfig:
+    """One more dataset mixed into a run (``data.extra_sources``).
+
+    Attributes:
+        source: dataset adapter (as ``data.source``).
+        root: dataset root folder (or CSV file for ``manifest``).
+        options: the adapter's options (as ``data.options``).
+        name: the name its videos carry in reports (default: ``source``); must be unique.
+        weight: training sampling weight of this dataset relative to the others.
+    """
+
+    source: str = "folder"
+    root: str = ""
+    options: dict = field(default_factory=dict)
+    name: str | None = None
+    weight: float = 1.0
+
+
+@dataclass
 class DataConfig:
     """Where the videos are and how clips are cut from them.
 
@@ -21,6 +40,9 @@ class DataConfig:
         root: dataset root folder, or the CSV file for ``manifest``.
         options: the adapter's own settings (e.g. ``compression`` and ``methods`` for
             ``ffpp``), checked against its options dataclass.
+        weight: training sampling weight of this dataset when ``extra_sources`` are mixed in.
+        extra_sources: more datasets trained and evaluated in the same run, each with its own
+            adapter, options and sampling weight; every video remembers its dataset.
         demo_seed: seed of the built-in demo dataset.
         val_fraction: share of groups moved to validation when the data names no val split.
         test_fraction: share of groups moved to test when the data names no test split.
@@ -38,6 +60,8 @@ class DataConfig:
     source: str = "demo"
     root: str = "data/demo"
     options: dict = field(default_factory=dict)
+    weight: float = 1.0
+    extra_sources: list[SourceConfig] = field(default_factory=list)
     demo_seed: int = 0
     val_fraction: float = 0.2
     test_fraction: float = 0.0

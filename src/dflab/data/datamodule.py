@@ -9,13 +9,15 @@ one dataset per split.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from dflab.config.schema import DataConfig, FacesConfig
 from dflab.data.check import check_dataset
@@ -45,6 +47,9 @@ def resolve_items(data: DataConfig, progress: bool = True, check: bool = True) -
         items = [replace(it, dataset="demo", method="faceswap" if it.label else "") for it in items]
     else:
         items = scan_dataset(data.source, data.root, data.options)
+    for extra in data.extra_sources:
+        name = extra.name or extra.source
+        items += [replace(it, dataset=name) for it in scan_dataset(extra.source, extra.root, extra.options)]
     items = assign_splits(items, data.val_fraction, data.test_fraction, data.split_seed)
     if check:
         check_dataset(items, f"{data.source} at {data.root}").raise_if_broken()
@@ -133,8 +138,37 @@ class DeepfakeDataModule(pl.LightningDataModule):
             drop_last=False,
         )
 
+    def train_sampler(self) -> WeightedRandomSampler | None:
+        """Draws training clips so each dataset gets its weight's share (None: one dataset).
+
+        The main dataset (``data.weight``) and each of ``data.extra_sources`` (its ``weight``)
+        get a share of the clips equal to their weight over the sum of weights, whatever their
+        sizes; within a dataset all videos are equally likely.
+        """
+        if not self.data_cfg.extra_sources:
+            return None
+        extra = {(e.name or e.source): e.weight for e in self.data_cfg.extra_sources}
+        items = self.split_items["train"]
+        stream = [it.dataset if it.dataset in extra else "" for it in items]  # "" = main dataset
+        weights = {"": self.data_cfg.weight, **extra}
+        sizes = Counter(stream)
+        total = sum(weights[name] for name in sizes)
+        per_video = [weights[name] / total / sizes[name] for name in stream]
+        per_clip = torch.tensor(per_video, dtype=torch.double).repeat_interleave(
+            self.data_cfg.train_clips_per_video)
+        generator = torch.Generator().manual_seed(self.seed)
+        return WeightedRandomSampler(per_clip.tolist(), num_samples=len(per_clip), replacement=True,
+                                     generator=generator)
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        sampler = self.train_sampler()
+        if sampler is None:
+            return self._loader("train", shuffle=True)
+        workers = self.data_cfg.num_workers
+        return DataLoader(
+            self.datasets["train"], batch_size=self.data_cfg.batch_size, sampler=sampler,
+            num_workers=workers, persistent_workers=workers > 0, drop_last=False,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)

@@ -143,15 +143,16 @@ def assign_splits(
     """Give a split to every item that has none, by group, so no group spans two splits.
 
     Items whose group already has an explicit split anywhere join that split. Groups are placed by
-    a seeded hash, so adding videos never moves existing groups.
+    a seeded hash, so adding videos never moves existing groups. Groups are told apart per
+    dataset (``VideoItem.dataset``), so two mixed datasets may reuse group names.
 
     Raises:
         DatasetLayoutError: a group already appears in two explicit splits.
     """
-    explicit: dict[str, str] = {}
+    explicit: dict[tuple[str, str], str] = {}
     for it in items:
         if it.split:
-            prev = explicit.setdefault(it.group, it.split)
+            prev = explicit.setdefault((it.dataset, it.group), it.split)
             if prev != it.split:
                 raise DatasetLayoutError(
                     f"group {it.group!r} appears in both {prev!r} and {it.split!r} splits ({it.path})"
@@ -161,7 +162,7 @@ def assign_splits(
         if it.split:
             out.append(it)
             continue
-        split = explicit.get(it.group)
+        split = explicit.get((it.dataset, it.group))
         if split is None:
             u = _unit_hash(it.group, seed)
             split = "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
