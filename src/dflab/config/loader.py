@@ -116,10 +116,14 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten a nested mapping into dotted keys (``{"a": {"b": 1}} -> {"a.b": 1}``)."""
+    """Flatten a nested mapping into dotted keys (``{"a": {"b": 1}} -> {"a.b": 1}``).
+
+    An empty mapping stays one key (``{"a": {}} -> {"a": {}}``), so every config has the same keys
+    whether or not a section is filled.
+    """
     out: dict[str, Any] = {}
     for k, v in data.items():
-        if isinstance(v, Mapping):
+        if isinstance(v, Mapping) and v:
             out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import tempfile
@@ -81,7 +82,8 @@ def run_experiment(
         tracking_uri=uri, tags={"dflab.kind": "train", "dflab.experiment": cfg.name, **(tags or {})},
         log_model=False,
     )
-    logger.log_hyperparams(flatten(to_dict(cfg)))
+    logger.log_hyperparams({k: v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v)
+                            for k, v in flatten(to_dict(cfg)).items()})
 
     monitor = cfg.monitor
     checkpoint = ModelCheckpoint(monitor=monitor, mode=_mode(monitor), save_top_k=1, save_last=True,
