@@ -4,7 +4,7 @@ Importing this package registers every adapter, so ``data.source`` may name any 
 """
 
 # Importing a module registers its adapters.
-from dflab.data.datasets import deeperforensics, dfdc, ffpp, generic  # noqa: F401
+from dflab.data.datasets import celebdf, deeperforensics, dfdc, ffpp, generic, timit, uadfv  # noqa: F401
 from dflab.data.datasets.registry import (
     DatasetAdapter,
     NoOptions,

@@ -86,10 +86,16 @@ def split_groups(
 
 
 def check_fractions(val_fraction: float, test_fraction: float | None = None) -> None:
-    """Raises ValueError naming the option when a share is outside [0, 1) or they sum to 1 or more."""
-    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if value is not None and not 0.0 <= value < 1.0:
-            raise ValueError(f"{name}: {value} is not in [0, 1)")
-    if test_fraction is not None and val_fraction + test_fraction >= 1.0:
-        raise ValueError(f"val_fraction + test_fraction: {val_fraction} + {test_fraction} leaves "
-                         "nothing for training (must be below 1)")
+    """Raises ValueError naming the option when a share is out of range or the two exceed 1.
+
+    ``val_fraction`` must be in [0, 1), ``test_fraction`` in [0, 1] (1 puts every video in the
+    test split, for a test-only dataset), and their sum at most 1.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction: {val_fraction} is not in [0, 1)")
+    if test_fraction is None:
+        return
+    if not 0.0 <= test_fraction <= 1.0:
+        raise ValueError(f"test_fraction: {test_fraction} is not in [0, 1]")
+    if val_fraction + test_fraction > 1.0:
+        raise ValueError(f"val_fraction + test_fraction: {val_fraction} + {test_fraction} is more than 1")
