@@ -62,7 +62,7 @@ def test_leaks_between_splits_are_found(tmp_path, place_video):
 
 
 def test_training_refuses_a_broken_layout_naming_the_file(tmp_path, place_video, fast_overrides):
-    from dflab.data.datamodule import resolve_items
+    from dflab.data.items import resolve_items
 
     root = _folder_tree(tmp_path / "data", place_video)
     (root / "real" / "zero.mp4").touch()

@@ -42,7 +42,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _faces(args: argparse.Namespace) -> int:
     from dflab.config import load_config
-    from dflab.data.datamodule import resolve_items
+    from dflab.data.items import resolve_items
     from dflab.faces.index import FaceIndex
 
     cfg = load_config(args.experiment, args.overrides)
@@ -64,7 +64,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _data_check(args: argparse.Namespace) -> int:
     from dflab.config import load_config
     from dflab.data.check import check_dataset
-    from dflab.data.datamodule import resolve_items
+    from dflab.data.items import resolve_items
 
     cfg = load_config(args.config, args.overrides)
     items = resolve_items(cfg.data, check=False)

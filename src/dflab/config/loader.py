@@ -22,6 +22,7 @@ T = TypeVar("T")
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.augment": ("none", "light", "strong"),
+    "faces.crop": ("box", "aligned"),
     "optim.name": ("adamw", "adam", "sgd"),
     "optim.scheduler": ("cosine", "none"),
 }

@@ -78,12 +78,20 @@ class DataConfig:
 
 @dataclass
 class FacesConfig:
-    """Face detection, run once per video and cached.
+    """Face detection, run once per video and cached, and how faces are cropped.
+
+    With ``crop: aligned`` every frame is warped so that the five face landmarks (interpolated
+    between the sampled frames) land on insightface's ArcFace template: eyes level and always
+    at the same place, with about the context of a ``box`` crop of the same ``margin``.
 
     Attributes:
         detector: detector name (see :func:`dflab.faces.detector.create_detector`).
         num_frames: frames sampled evenly per video for detection.
-        margin: crop side as a multiple of the detected box's longer side.
+        margin: crop side relative to the face size: for ``box`` crops a multiple of the
+            detected box's longer side; for ``aligned`` crops a multiple of ``112 / 1.3``
+            ArcFace-template pixels around the template centre (about a face box's side).
+        crop: ``box`` (square around the detected box) or ``aligned`` (landmark-aligned on the
+            ArcFace template; videos without landmarks fall back to ``box``).
         cache_dir: where detections are cached.
         workers: processes used to build the face index.
     """
@@ -91,6 +99,7 @@ class FacesConfig:
     detector: str = "dlib_hog"
     num_frames: int = 16
     margin: float = 1.3
+    crop: str = "box"
     cache_dir: str = "cache/faces"
     workers: int = 2
 

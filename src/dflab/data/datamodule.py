@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,40 +19,10 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from dflab.config.schema import DataConfig, FacesConfig
-from dflab.data.check import check_dataset
 from dflab.data.dataset import ClipSpec, FaceClipDataset
-from dflab.data.datasets import scan_dataset
-from dflab.data.sources import DatasetLayoutError, VideoItem, assign_splits, read_manifest
+from dflab.data.items import resolve_items
+from dflab.data.sources import DatasetLayoutError, VideoItem
 from dflab.faces.index import FaceIndex, FaceReport, VideoFaces
-
-
-def resolve_items(data: DataConfig, progress: bool = True, check: bool = True) -> list[VideoItem]:
-    """List the dataset's videos with a split each (generating the demo dataset if needed).
-
-    Args:
-        data: the dataset settings.
-        progress: progress bar while the demo dataset is generated.
-        check: run :func:`dflab.data.check.check_dataset` (without decoding) and refuse a
-            dataset with missing or empty videos, duplicates or leakage between splits.
-
-    Raises:
-        DatasetLayoutError: the dataset does not match the layout ``data.source`` names, or
-            the check found a problem (the message lists them, naming the files).
-    """
-    if data.source == "demo":
-        from dflab.data.demo import DemoSpec, ensure_demo_dataset
-
-        items = read_manifest(ensure_demo_dataset(data.root, DemoSpec(seed=data.demo_seed), progress=progress))
-        items = [replace(it, dataset="demo", method="faceswap" if it.label else "") for it in items]
-    else:
-        items = scan_dataset(data.source, data.root, data.options)
-    for extra in data.extra_sources:
-        name = extra.name or extra.source
-        items += [replace(it, dataset=name) for it in scan_dataset(extra.source, extra.root, extra.options)]
-    items = assign_splits(items, data.val_fraction, data.test_fraction, data.split_seed)
-    if check:
-        check_dataset(items, f"{data.source} at {data.root}").raise_if_broken()
-    return items
 
 
 class DeepfakeDataModule(pl.LightningDataModule):
@@ -98,7 +67,7 @@ class DeepfakeDataModule(pl.LightningDataModule):
         self.items = resolve_items(self.data_cfg, progress=False)
         index = self.face_index()
         spec = ClipSpec(self.data_cfg.frames_per_clip, self.data_cfg.frame_stride,
-                        self.data_cfg.image_size, self.faces_cfg.margin)
+                        self.data_cfg.image_size, self.faces_cfg.margin, self.faces_cfg.crop)
         self.excluded = []
         for split in ("train", "val", "test"):
             kept: list[tuple[VideoItem, VideoFaces]] = []

@@ -18,18 +18,29 @@ from dflab.data.clips import random_clip, uniform_clips
 from dflab.data.sources import VideoItem
 from dflab.data.transforms import apply_to_clip, build_transform
 from dflab.data.video import read_frames
-from dflab.faces.crop import crop_face
+from dflab.faces.crop import crop_face, crop_face_aligned
 from dflab.faces.index import VideoFaces
+
+CROP_MODES = ("box", "aligned")
 
 
 @dataclass(frozen=True)
 class ClipSpec:
-    """How clips are cut: frames, stride, crop size and margin."""
+    """How clips are cut: frames, stride, crop size, margin and crop mode.
+
+    ``crop`` is ``box`` (square around the face box) or ``aligned`` (warped onto the ArcFace
+    five-point template; videos without landmarks fall back to ``box``).
+    """
 
     frames_per_clip: int = 1
     stride: int = 1
     image_size: int = 96
     margin: float = 1.3
+    crop: str = "box"
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROP_MODES:
+            raise ValueError(f"unknown crop mode {self.crop!r}; choose from {', '.join(CROP_MODES)}")
 
 
 def _face_range(faces: VideoFaces) -> tuple[int, int]:
@@ -82,8 +93,13 @@ class FaceClipDataset(Dataset):
         item, faces, spec = self.items[video], self.faces[video], self.spec
         idx = self.clip_indices(index)
         frames = read_frames(item.path, idx)
-        boxes = faces.box_at(idx)
-        crops = np.stack([crop_face(f, b, spec.image_size, spec.margin) for f, b in zip(frames, boxes, strict=True)])
+        if spec.crop == "aligned" and faces.has_landmarks:
+            points = faces.landmarks_at(idx)
+            crops = np.stack([crop_face_aligned(f, p, spec.image_size, spec.margin)
+                              for f, p in zip(frames, points, strict=True)])
+        else:
+            boxes = faces.box_at(idx)
+            crops = np.stack([crop_face(f, b, spec.image_size, spec.margin) for f, b in zip(frames, boxes, strict=True)])
         crops = apply_to_clip(self.transform, crops)
         clip = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255.0)
         return {

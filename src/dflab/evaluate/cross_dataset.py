@@ -52,10 +52,10 @@ class TestSetResult:
 
 
 def _test_config(trained: ExperimentConfig, target: ExperimentConfig) -> ExperimentConfig:
-    """The target's data and faces with the checkpoint's crop settings."""
+    """The target's data and faces with the checkpoint's crop settings (size, margin, mode)."""
     data = replace(target.data, image_size=trained.data.image_size,
                    frames_per_clip=trained.data.frames_per_clip, frame_stride=trained.data.frame_stride)
-    faces = replace(target.faces, margin=trained.faces.margin)
+    faces = replace(target.faces, margin=trained.faces.margin, crop=trained.faces.crop)
     return replace(target, data=data, faces=faces)
 
 

@@ -117,6 +117,38 @@ class VideoFaces:
         out = np.stack([np.interp(query, known, boxes[:, c]) for c in range(4)], axis=-1)
         return out.astype(np.float32)
 
+    @property
+    def has_landmarks(self) -> bool:
+        """Some sampled frame has finite landmarks of the main face."""
+        return self.error is None and bool(self._with_landmarks().any())
+
+    def _with_landmarks(self) -> np.ndarray:
+        return self.found & np.isfinite(self.landmarks).all(axis=(1, 2))
+
+    def landmarks_at(self, frame: int | np.ndarray) -> np.ndarray:
+        """Five landmarks of the main face at any frame index (or array of indices).
+
+        Each point is interpolated linearly between the sampled frames with landmarks; the
+        nearest such frame is used before the first and after the last one (as :meth:`box_at`).
+
+        Returns:
+            ``(5, 2)`` float32 for a scalar ``frame``, ``(N, 5, 2)`` for an array.
+
+        Raises:
+            ValueError: the video has no detected face or no landmarks (the message names the
+                file).
+        """
+        if not self.ok:
+            raise ValueError(self.reason or f"{self.path}: no face")
+        have = self._with_landmarks()
+        if not have.any():
+            raise ValueError(f"{self.path}: no face landmarks on {len(self.scores)} sampled frames")
+        known = self.frame_indices[have].astype(np.float64)
+        points = self.landmarks[have].reshape(-1, 10)
+        query = np.asarray(frame, dtype=np.float64)
+        out = np.stack([np.interp(query, known, points[:, c]) for c in range(10)], axis=-1)
+        return out.reshape(*query.shape, 5, 2).astype(np.float32)
+
     def detections_at(self, k: int) -> list[Detection]:
         """All raw detections on the ``k``-th sampled frame."""
         rows = np.flatnonzero(self.all_sample == k)

@@ -1,0 +1,44 @@
+"""Resolve an experiment's ``data`` section into the list of videos with their splits.
+
+Kept free of torch and Lightning so that ``dflab data check`` starts in a moment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from dflab.config.schema import DataConfig
+from dflab.data.check import check_dataset
+from dflab.data.datasets import scan_dataset
+from dflab.data.sources import VideoItem, assign_splits, read_manifest
+
+__all__ = ["resolve_items"]
+
+
+def resolve_items(data: DataConfig, progress: bool = True, check: bool = True) -> list[VideoItem]:
+    """List the dataset's videos with a split each (generating the demo dataset if needed).
+
+    Args:
+        data: the dataset settings.
+        progress: progress bar while the demo dataset is generated.
+        check: run :func:`dflab.data.check.check_dataset` (without decoding) and refuse a
+            dataset with missing or empty videos, duplicates or leakage between splits.
+
+    Raises:
+        DatasetLayoutError: the dataset does not match the layout ``data.source`` names, or
+            the check found a problem (the message lists them, naming the files).
+    """
+    if data.source == "demo":
+        from dflab.data.demo import DemoSpec, ensure_demo_dataset
+
+        items = read_manifest(ensure_demo_dataset(data.root, DemoSpec(seed=data.demo_seed), progress=progress))
+        items = [replace(it, dataset="demo", method="faceswap" if it.label else "") for it in items]
+    else:
+        items = scan_dataset(data.source, data.root, data.options)
+    for extra in data.extra_sources:
+        name = extra.name or extra.source
+        items += [replace(it, dataset=name) for it in scan_dataset(extra.source, extra.root, extra.options)]
+    items = assign_splits(items, data.val_fraction, data.test_fraction, data.split_seed)
+    if check:
+        check_dataset(items, f"{data.source} at {data.root}").raise_if_broken()
+    return items
