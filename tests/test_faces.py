@@ -23,7 +23,7 @@ import pytest
 from dflab.data.video import write_video
 from dflab.faces.crop import crop_face, square_box
 from dflab.faces.detector import Detection, create_detector, landmarks68_to_5
-from dflab.faces.index import FaceIndex, VideoFaces, box_iou, sample_indices, track_main_face
+from dflab.faces.index import FaceIndex, VideoFaces, box_iou, sample_indices
 
 NUM_FRAMES = 8  # frames sampled per video in these tests
 SHIFT = (2.0, 1.0)  # astronaut video: content moves 2 px right and 1 px down per frame
@@ -153,26 +153,6 @@ def test_landmarks68_to_5():
 # --------------------------------------------------------------------------- tracking & index
 
 
-def _det(box, score=1.0) -> Detection:
-    return Detection(np.asarray(box, np.float32), score, np.zeros((5, 2), np.float32))
-
-
-def test_track_main_face_follows_iou_then_falls_back_to_largest():
-    small, big = [0, 0, 10, 10], [50, 50, 80, 80]
-    frames = [
-        [],
-        [_det(small), _det(big)],  # starts on the largest face
-        [_det([52, 52, 82, 82]), _det([0, 0, 60, 40])],  # best IoU, although not the largest
-        [],
-        [_det([200, 200, 210, 210]), _det([100, 100, 140, 140])],  # no overlap: the largest
-    ]
-    picks = track_main_face(frames)
-    assert picks[0] is None and picks[3] is None
-    assert picks[1].box.tolist() == big
-    assert picks[2].box.tolist() == [52, 52, 82, 82]
-    assert picks[4].box.tolist() == [100, 100, 140, 140]
-
-
 def test_sample_indices():
     assert sample_indices(5, 16).tolist() == [0, 1, 2, 3, 4]
     idx = sample_indices(100, 8)
@@ -234,6 +214,9 @@ def test_build_reports_no_face_and_failures(built, videos, tmp_path):
     assert "failed" in table and str(videos["truncated"]) in table and str(videos["noise"]) in table
     data = json.loads(report.to_json(tmp_path / "report.json").read_text())
     assert data["failed"] == 2 and data["no_face"] == 1 and len(data["videos"]) == 4
+    # the reflect border mirrors the astronaut's face into the frame: a second, shorter track
+    assert "faces per video" in table and "1 videos with 2+ people" in table
+    assert data["mean_tracks"] == 2.0 and data["multi_person"] == 1
 
     noise = index.get(videos["noise"])
     assert not noise.ok and noise.error is None and "no face" in noise.reason

@@ -1,10 +1,14 @@
 """Detect faces once per video, cache the result on disk and reuse it.
 
 For each video, ``num_frames`` evenly spaced frames are decoded (only those) and run through a
-face detector; the main face is tracked across them (largest face first, then best IoU) and
-stored in one small ``.npz`` per video::
+face detector. Every raw detection is stored in one small ``.npz`` per video::
 
     <cache_dir>/<detector.name>-n<num_frames>/<sha1(abs path, size, mtime_ns)>.npz
+
+The detections are linked into per-person tracks (:mod:`dflab.faces.tracks`); the main face is
+track 0, the largest and most persistent person. Tracks are derived from the stored raw
+detections, so they need no extra cache data. Entries written by an older ``_CACHE_VERSION``
+(whose main face came from another rule) are treated as missing and detected again.
 
 Entries are written atomically (temp file + ``os.replace``), so a killed process never leaves a
 corrupt entry; an unreadable entry is treated as missing. Decode errors and videos without a
@@ -36,19 +40,21 @@ import numpy as np
 
 from dflab.data.video import VideoDecodeError, probe_video, read_frames
 from dflab.faces.detector import Detection, FaceDetector, create_detector
+from dflab.faces.tracks import FaceTrack, link_tracks
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: main face = largest face track (was: largest face, then best IoU)
 
 
 @dataclass
 class VideoFaces:
-    """Faces detected on the sampled frames of one video (the tracked main face).
+    """Faces detected on the sampled frames of one video (main face = track 0).
 
     Attributes:
         path: video file.
         num_frames: frames in the video; ``fps``, ``height``, ``width`` as decoded.
         frame_indices: ``(K,)`` int64 sampled frames where detection ran.
-        boxes: ``(K, 4)`` float32 ``x1, y1, x2, y2`` of the tracked face, NaN where none.
+        boxes: ``(K, 4)`` float32 ``x1, y1, x2, y2`` of the main face (track 0 of
+            :meth:`tracks` when built by :func:`detect_video`), NaN where none.
         scores: ``(K,)`` float32 detector scores, NaN where none.
         landmarks: ``(K, 5, 2)`` float32 insightface five points, NaN where none.
         error: decode error message (names the file); the arrays are empty then.
@@ -71,6 +77,23 @@ class VideoFaces:
     all_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     all_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     all_landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 5, 2), np.float32))
+    _tracks: list[FaceTrack] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def tracks(self) -> list[FaceTrack]:
+        """Per-person face tracks linked from the raw detections, main (largest) first.
+
+        Computed on the first call with :func:`~dflab.faces.tracks.link_tracks` defaults and
+        kept on the instance (do not change the ``all_*`` arrays afterwards).
+        """
+        if self._tracks is None:
+            self._tracks = link_tracks(
+                self.frame_indices,
+                self.all_sample,
+                self.all_boxes,
+                self.all_scores,
+                self.all_landmarks,
+            )
+        return self._tracks
 
     @property
     def found(self) -> np.ndarray:
@@ -181,33 +204,12 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(_area(box) + _area(boxes) - inter, 1e-9)
 
 
-def track_main_face(per_frame: list[list[Detection]]) -> list[Detection | None]:
-    """Pick one face per frame: the largest first, then the best IoU with the previous pick.
-
-    Frames without detections get ``None`` (the previous pick is kept for matching); when no
-    detection overlaps the previous pick, the largest face is taken.
-    """
-    picks: list[Detection | None] = []
-    prev: Detection | None = None
-    for dets in per_frame:
-        if not dets:
-            picks.append(None)
-            continue
-        largest = max(dets, key=lambda d: (d.area, d.score))
-        pick = largest
-        if prev is not None:
-            ious = box_iou(prev.box, np.stack([d.box for d in dets]))
-            if ious.max() > 0:
-                pick = dets[int(ious.argmax())]
-        picks.append(pick)
-        prev = pick
-    return picks
-
-
 def detect_video(path: str | Path, detector: FaceDetector, num_frames: int = 16) -> VideoFaces:
-    """Decode ``num_frames`` sampled frames of a video, detect and track the main face.
+    """Decode ``num_frames`` sampled frames of a video, detect faces and link them into tracks.
 
-    Decode errors do not raise: they are returned in :attr:`VideoFaces.error`.
+    The main face (``boxes``, ``scores``, ``landmarks``) is track 0 of
+    :meth:`VideoFaces.tracks`. Decode errors do not raise: they are returned in
+    :attr:`VideoFaces.error`.
     """
     path = str(path)
     try:
@@ -217,30 +219,28 @@ def detect_video(path: str | Path, detector: FaceDetector, num_frames: int = 16)
     except VideoDecodeError as err:
         return _failed(path, str(err))
     per_frame = [detector.detect(frame) for frame in frames]
-    picks = track_main_face(per_frame)
-    k = len(indices)
-    boxes = np.full((k, 4), np.nan, np.float32)
-    scores = np.full(k, np.nan, np.float32)
-    landmarks = np.full((k, 5, 2), np.nan, np.float32)
-    for i, det in enumerate(picks):
-        if det is not None:
-            boxes[i], scores[i], landmarks[i] = det.box, det.score, det.landmarks
     flat = [(i, d) for i, dets in enumerate(per_frame) for d in dets]
-    return VideoFaces(
+    k = len(indices)
+    faces = VideoFaces(
         path=path,
         num_frames=info.num_frames,
         fps=info.fps,
         height=int(frames.shape[1]),
         width=int(frames.shape[2]),
         frame_indices=indices,
-        boxes=boxes,
-        scores=scores,
-        landmarks=landmarks,
+        boxes=np.full((k, 4), np.nan, np.float32),
+        scores=np.full(k, np.nan, np.float32),
+        landmarks=np.full((k, 5, 2), np.nan, np.float32),
         all_sample=np.array([i for i, _ in flat], np.int64),
         all_boxes=np.array([d.box for _, d in flat], np.float32).reshape(-1, 4),
         all_scores=np.array([d.score for _, d in flat], np.float32),
         all_landmarks=np.array([d.landmarks for _, d in flat], np.float32).reshape(-1, 5, 2),
     )
+    tracks = faces.tracks()
+    if tracks:
+        main = tracks[0]
+        faces.boxes, faces.scores, faces.landmarks = main.boxes, main.scores, main.landmarks
+    return faces
 
 
 def _failed(path: str, error: str) -> VideoFaces:
@@ -462,6 +462,7 @@ class VideoOutcome:
         found_fraction: fraction of sampled frames with a face.
         detected_frames: frames run through the detector by this build (0 when cached).
         error: why the video failed (names the file), else ``None``.
+        num_tracks: face tracks (people) found in the video.
     """
 
     path: str
@@ -470,6 +471,7 @@ class VideoOutcome:
     found_fraction: float
     detected_frames: int = 0
     error: str | None = None
+    num_tracks: int = 0
 
     @property
     def status(self) -> str:
@@ -482,7 +484,15 @@ class VideoOutcome:
 def _outcome(faces: VideoFaces, source: str) -> VideoOutcome:
     sampled = len(faces.frame_indices)
     detected = sampled if source == "detected" else 0
-    return VideoOutcome(faces.path, source, sampled, faces.found_fraction, detected, faces.error)
+    return VideoOutcome(
+        faces.path,
+        source,
+        sampled,
+        faces.found_fraction,
+        detected,
+        faces.error,
+        num_tracks=len(faces.tracks()),
+    )
 
 
 @dataclass
@@ -527,6 +537,17 @@ class FaceReport:
         return float(np.mean(fractions)) if fractions else 0.0
 
     @property
+    def mean_tracks(self) -> float:
+        """Mean number of face tracks (people) per video, over videos with a face."""
+        counts = [v.num_tracks for v in self.videos if v.status == "ok"]
+        return float(np.mean(counts)) if counts else 0.0
+
+    @property
+    def multi_person(self) -> int:
+        """Videos with two or more face tracks."""
+        return sum(v.status == "ok" and v.num_tracks >= 2 for v in self.videos)
+
+    @property
     def frames_per_second(self) -> float:
         """Sampled frames decoded and detected per second of this build."""
         frames = sum(v.detected_frames for v in self.videos)
@@ -540,12 +561,16 @@ class FaceReport:
             ("from cache", f"{self.cached}"),
             ("with a face", f"{len(self.with_face)}"),
             ("faces found", f"{100 * self.mean_found_fraction:.1f}% of sampled frames (mean)"),
+            (
+                "faces per video",
+                f"{self.mean_tracks:.2f} tracks (mean), {self.multi_person} videos with 2+ people",
+            ),
             ("no face", f"{len(self.no_face)}"),
             ("failed", f"{len(self.failures)}"),
             ("time", f"{self.seconds:.1f} s, {self.frames_per_second:.1f} frames/s"),
         ]
         lines = [f"Face index {self.detector}-n{self.num_frames} ({self.workers} workers)"]
-        lines += [f"  {name:<13} {value}" for name, value in rows]
+        lines += [f"  {name:<15} {value}" for name, value in rows]
         if self.failures:
             lines.append("Failures:")
             lines += [
@@ -570,6 +595,8 @@ class FaceReport:
             "no_face": len(self.no_face),
             "failed": len(self.failures),
             "mean_found_fraction": self.mean_found_fraction,
+            "mean_tracks": self.mean_tracks,
+            "multi_person": self.multi_person,
             "frames_per_second": self.frames_per_second,
             "videos": [asdict(v) | {"status": v.status} for v in self.videos],
         }
