@@ -56,3 +56,9 @@ def test_flatten_keys_are_stable():
     b = flatten(to_dict(build_config({}, ["model.backbone=resnet18"])))
     assert a.keys() == b.keys()
     assert "trainer.max_epochs" in a
+
+
+def test_face_frame_step_must_not_be_negative():
+    assert build_config({}, ["faces.frame_step=3"]).faces.frame_step == 3
+    with pytest.raises(ConfigError, match=r"faces\.frame_step"):
+        build_config({}, ["faces.frame_step=-2"])

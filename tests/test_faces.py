@@ -157,6 +157,19 @@ def test_sample_indices():
     assert sample_indices(5, 16).tolist() == [0, 1, 2, 3, 4]
     idx = sample_indices(100, 8)
     assert len(idx) == 8 and idx[0] == 0 and idx[-1] == 99 and (np.diff(idx) > 0).all()
+    assert sample_indices(100, 5, step=3).tolist() == [0, 3, 6, 9, 12]  # every 3rd, at most 5
+    assert sample_indices(7, 16, step=3).tolist() == [0, 3, 6]
+
+
+def test_every_kth_frame_index_has_its_own_cache(videos, tmp_path, detector):
+    stepped = FaceIndex(tmp_path / "cache", num_frames=4, frame_step=2)
+    even = FaceIndex(tmp_path / "cache", num_frames=4)
+    assert stepped.folder != even.folder
+    faces = stepped.get(videos["face"])
+    assert faces.ok and faces.frame_indices.tolist() == [0, 2, 4, 6]
+    assert stepped.cached(videos["face"]) is not None and even.cached(videos["face"]) is None
+    with pytest.raises(ValueError, match="frame_step"):
+        FaceIndex(tmp_path / "cache", frame_step=-1)
 
 
 def test_box_at_interpolates_and_extrapolates_nearest():

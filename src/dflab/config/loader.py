@@ -212,6 +212,8 @@ def _validate(cfg: ExperimentConfig) -> None:
     for key in POSITIVE:
         if flat[key] <= 0:
             raise ConfigError(f"{key}: must be > 0, got {flat[key]!r}")
+    if cfg.faces.frame_step < 0:
+        raise ConfigError(f"faces.frame_step: must be >= 0 (0 = evenly spaced), got {cfg.faces.frame_step!r}")
     for key in ("data.val_fraction", "data.test_fraction"):
         if not 0.0 <= flat[key] < 1.0:
             raise ConfigError(f"{key}: must be in [0, 1), got {flat[key]!r}")

@@ -86,7 +86,10 @@ class FacesConfig:
 
     Attributes:
         detector: detector name (see :func:`dflab.faces.detector.create_detector`).
-        num_frames: frames sampled evenly per video for detection.
+        num_frames: frames sampled per video for detection (evenly spaced, or at most this
+            many with ``frame_step``).
+        frame_step: ``0`` spreads ``num_frames`` over the whole video; ``k > 0`` detects on
+            every ``k``-th frame from the start instead.
         margin: crop side relative to the face size: for ``box`` crops a multiple of the
             detected box's longer side; for ``aligned`` crops a multiple of ``112 / 1.3``
             ArcFace-template pixels around the template centre (about a face box's side).
@@ -98,6 +101,7 @@ class FacesConfig:
 
     detector: str = "dlib_hog"
     num_frames: int = 16
+    frame_step: int = 0
     margin: float = 1.3
     crop: str = "box"
     cache_dir: str = "cache/faces"

@@ -1,9 +1,9 @@
 """Detect faces once per video, cache the result on disk and reuse it.
 
-For each video, ``num_frames`` evenly spaced frames are decoded (only those) and run through a
-face detector. Every raw detection is stored in one small ``.npz`` per video::
+For each video, ``num_frames`` evenly spaced frames (or every ``frame_step``-th frame) are
+decoded (only those) and run through a face detector. Every raw detection is stored in one small ``.npz`` per video::
 
-    <cache_dir>/<detector.name>-n<num_frames>/<sha1(abs path, size, mtime_ns)>.npz
+    <cache_dir>/<detector.name>-n<num_frames>[-s<frame_step>]/<sha1(abs path, size, mtime_ns)>.npz
 
 The detections are linked into per-person tracks (:mod:`dflab.faces.tracks`); the main face is
 track 0, the largest and most persistent person. Tracks are derived from the stored raw
@@ -181,8 +181,17 @@ class VideoFaces:
         ]
 
 
-def sample_indices(num_frames: int, count: int) -> np.ndarray:
-    """``count`` evenly spaced frame indices over ``num_frames`` frames (all when fewer)."""
+def sample_indices(num_frames: int, count: int, step: int = 0) -> np.ndarray:
+    """Frame indices to run detection on.
+
+    Args:
+        num_frames: frames in the video.
+        count: at most this many frames.
+        step: ``0`` spreads ``count`` frames evenly over the whole video; ``k > 0`` takes every
+            ``k``-th frame from the first (0, k, 2k, ...), at most ``count`` of them.
+    """
+    if step > 0:
+        return np.arange(0, num_frames, step, dtype=np.int64)[:count]
     if num_frames <= count:
         return np.arange(num_frames, dtype=np.int64)
     return np.unique(np.linspace(0, num_frames - 1, count).round().astype(np.int64))
@@ -204,7 +213,9 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(_area(box) + _area(boxes) - inter, 1e-9)
 
 
-def detect_video(path: str | Path, detector: FaceDetector, num_frames: int = 16) -> VideoFaces:
+def detect_video(
+    path: str | Path, detector: FaceDetector, num_frames: int = 16, step: int = 0
+) -> VideoFaces:
     """Decode ``num_frames`` sampled frames of a video, detect faces and link them into tracks.
 
     The main face (``boxes``, ``scores``, ``landmarks``) is track 0 of
@@ -214,7 +225,7 @@ def detect_video(path: str | Path, detector: FaceDetector, num_frames: int = 16)
     path = str(path)
     try:
         info = probe_video(path)
-        indices = sample_indices(info.num_frames, num_frames)
+        indices = sample_indices(info.num_frames, num_frames, step)
         frames = read_frames(path, indices.tolist())
     except VideoDecodeError as err:
         return _failed(path, str(err))
@@ -270,8 +281,10 @@ class FaceIndex:
     Args:
         cache_dir: root folder of the cache (created on first write).
         detector: registry name of the detector (see :func:`~dflab.faces.detector.create_detector`).
-        num_frames: frames sampled per video.
+        num_frames: frames sampled per video (at most, with ``frame_step``).
         detector_kwargs: settings passed to the detector.
+        frame_step: ``0`` samples ``num_frames`` evenly spaced frames; ``k > 0`` every
+            ``k``-th frame from the start (see :func:`sample_indices`).
     """
 
     def __init__(
@@ -280,15 +293,20 @@ class FaceIndex:
         detector: str = "dlib_hog",
         num_frames: int = 16,
         detector_kwargs: dict[str, Any] | None = None,
+        frame_step: int = 0,
     ) -> None:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        if frame_step < 0:
+            raise ValueError(f"frame_step must be >= 0, got {frame_step}")
+        self.frame_step = int(frame_step)
         self.cache_dir = Path(cache_dir)
         self.detector_name = detector
         self.detector_kwargs = dict(detector_kwargs or {})
         self.num_frames = int(num_frames)
         self.detector = create_detector(detector, **self.detector_kwargs)  # models load lazily
-        self.folder = self.cache_dir / f"{self.detector.name}-n{self.num_frames}"
+        step = f"-s{self.frame_step}" if self.frame_step else ""
+        self.folder = self.cache_dir / f"{self.detector.name}-n{self.num_frames}{step}"
 
     def __repr__(self) -> str:
         return f"FaceIndex({str(self.folder)!r})"
@@ -363,7 +381,7 @@ class FaceIndex:
 
     def detect(self, path: str | Path) -> VideoFaces:
         """Run detection on ``path`` now and store the result (ignores the cache)."""
-        faces = detect_video(path, self.detector, self.num_frames)
+        faces = detect_video(path, self.detector, self.num_frames, self.frame_step)
         self.store(faces)
         return faces
 
@@ -436,8 +454,9 @@ class FaceIndex:
             except OSError:  # another process removed or replaced it meanwhile
                 continue
 
-    def _spec(self) -> tuple[str, str, int, dict[str, Any]]:
-        return (str(self.cache_dir), self.detector_name, self.num_frames, self.detector_kwargs)
+    def _spec(self) -> tuple[str, str, int, dict[str, Any], int]:
+        return (str(self.cache_dir), self.detector_name, self.num_frames, self.detector_kwargs,
+                self.frame_step)
 
     def _safe_detect(self, path: str) -> VideoOutcome:
         """Detect and store, turning any exception into a failed (uncached) outcome."""
@@ -614,13 +633,13 @@ class FaceReport:
 _WORKER_INDEX: FaceIndex | None = None  # set in each worker process by _init_worker
 
 
-def _init_worker(spec: tuple[str, str, int, dict[str, Any]], parent: int) -> None:
+def _init_worker(spec: tuple[str, str, int, dict[str, Any], int], parent: int) -> None:
     import cv2
 
     global _WORKER_INDEX
     cv2.setNumThreads(1)
-    cache_dir, detector, num_frames, kwargs = spec
-    _WORKER_INDEX = FaceIndex(cache_dir, detector, num_frames, kwargs)
+    cache_dir, detector, num_frames, kwargs, step = spec
+    _WORKER_INDEX = FaceIndex(cache_dir, detector, num_frames, kwargs, frame_step=step)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
@@ -642,7 +661,7 @@ def _crashed(path: str) -> VideoOutcome:
 
 
 def _run_in_pool(
-    spec: tuple[str, str, int, dict[str, Any]],
+    spec: tuple[str, str, int, dict[str, Any], int],
     paths: list[str],
     workers: int,
     done: Callable[[VideoOutcome], None],
@@ -677,7 +696,7 @@ def _run_in_pool(
 
 
 def _pool_pass(
-    spec: tuple[str, str, int, dict[str, Any]],
+    spec: tuple[str, str, int, dict[str, Any], int],
     queue: deque[str],
     workers: int,
     done: Callable[[VideoOutcome], None],
