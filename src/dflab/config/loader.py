@@ -23,6 +23,7 @@ T = TypeVar("T")
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.augment": ("none", "light", "strong"),
     "faces.crop": ("box", "aligned"),
+    "faces.track_score": ("max", "mean", "main"),
     "optim.name": ("adamw", "adam", "sgd"),
     "optim.scheduler": ("cosine", "none"),
 }
@@ -214,6 +215,8 @@ def _validate(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"{key}: must be > 0, got {flat[key]!r}")
     if cfg.faces.frame_step < 0:
         raise ConfigError(f"faces.frame_step: must be >= 0 (0 = evenly spaced), got {cfg.faces.frame_step!r}")
+    if not 0.0 <= cfg.faces.min_track_coverage <= 1.0:
+        raise ConfigError(f"faces.min_track_coverage: must be in [0, 1], got {cfg.faces.min_track_coverage!r}")
     for key in ("data.val_fraction", "data.test_fraction"):
         if not 0.0 <= flat[key] < 1.0:
             raise ConfigError(f"{key}: must be in [0, 1), got {flat[key]!r}")

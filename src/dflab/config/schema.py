@@ -97,6 +97,12 @@ class FacesConfig:
             ArcFace template; videos without landmarks fall back to ``box``).
         cache_dir: where detections are cached.
         workers: processes used to build the face index.
+        track_score: in validation and test every face track of a video is scored and a
+            video's score combines its tracks' scores (each the mean of the track's clips):
+            ``max`` (the most fake-looking face decides), ``mean``, or ``main`` (only track 0,
+            the largest, most persistent face).
+        min_track_coverage: tracks other than track 0 found on fewer than this share of the
+            sampled frames are not scored (track 0 always is).
     """
 
     detector: str = "dlib_hog"
@@ -106,6 +112,8 @@ class FacesConfig:
     crop: str = "box"
     cache_dir: str = "cache/faces"
     workers: int = 2
+    track_score: str = "max"
+    min_track_coverage: float = 0.25
 
 
 @dataclass

@@ -85,7 +85,9 @@ class DeepfakeDataModule(pl.LightningDataModule):
             train = split == "train"
             clips = self.data_cfg.train_clips_per_video if train else self.data_cfg.eval_clips_per_video
             self.datasets[split] = FaceClipDataset(items, faces_list, spec, clips, train=train,
-                                                   augment=self.data_cfg.augment, seed=self.seed)
+                                                   augment=self.data_cfg.augment, seed=self.seed,
+                                                   track_score=self.faces_cfg.track_score,
+                                                   min_track_coverage=self.faces_cfg.min_track_coverage)
         for split in self.required:
             if split not in self.datasets:
                 raise DatasetLayoutError(

@@ -22,6 +22,7 @@ from dflab.faces.crop import crop_face, crop_face_aligned
 from dflab.faces.index import VideoFaces
 
 CROP_MODES = ("box", "aligned")
+TRACK_SCORES = ("max", "mean", "main")
 
 
 @dataclass(frozen=True)
@@ -43,44 +44,65 @@ class ClipSpec:
             raise ValueError(f"unknown crop mode {self.crop!r}; choose from {', '.join(CROP_MODES)}")
 
 
-def _face_range(faces: VideoFaces) -> tuple[int, int]:
-    """Frames between the first and last sampled frame with a face (inclusive-exclusive)."""
-    found = faces.frame_indices[faces.found]
+def _face_range(faces: VideoFaces, track: int = 0) -> tuple[int, int]:
+    """Frames between the first and last sampled frame with the track's face (inclusive-exclusive)."""
+    scores = faces.scores if track == 0 else faces.tracks()[track].scores
+    found = faces.frame_indices[~np.isnan(scores)]
     return int(found.min()), int(found.max()) + 1
 
 
 class FaceClipDataset(Dataset):
-    """Clips of the tracked face in each video.
+    """Clips of the tracked faces in each video.
 
-    Training mode draws ``clips_per_video`` random clips per video each time an item is read;
-    evaluation mode uses ``clips_per_video`` evenly spaced clips, the same every epoch.
+    Training mode draws ``clips_per_video`` random clips of the main face (track 0) per video
+    each time an item is read. Evaluation mode scores every face track of a video: it
+    enumerates (video, track) units, track 0 always and each other track found on at least
+    ``min_track_coverage`` of the sampled frames (only track 0 with ``track_score="main"``), and
+    cuts ``clips_per_video`` evenly spaced clips per unit within the frames where that track
+    was detected, the same every epoch.
 
     Args:
         items: the videos (all must have a face in the index).
         faces: face index entry per item, same order.
         spec: clip geometry.
-        clips_per_video: clips per video per epoch.
+        clips_per_video: clips per video (per scored track in evaluation) per epoch.
         train: random clips and augmentation when true.
         augment: augmentation preset name (training only).
         seed: base seed of the random clip choice.
+        track_score: how video scores combine tracks (``max``, ``mean`` or ``main``); ``main``
+            scores only track 0.
+        min_track_coverage: share of sampled frames a track other than 0 needs to be scored.
     """
 
     def __init__(self, items: Sequence[VideoItem], faces: Sequence[VideoFaces], spec: ClipSpec,
-                 clips_per_video: int, train: bool, augment: str = "none", seed: int = 0) -> None:
+                 clips_per_video: int, train: bool, augment: str = "none", seed: int = 0,
+                 track_score: str = "max", min_track_coverage: float = 0.25) -> None:
         if len(items) != len(faces):
             raise ValueError("items and faces differ in length")
+        if track_score not in TRACK_SCORES:
+            raise ValueError(f"unknown track_score {track_score!r}; choose from {', '.join(TRACK_SCORES)}")
         self.items, self.faces, self.spec = list(items), list(faces), spec
         self.clips_per_video, self.train, self.seed = clips_per_video, train, seed
+        self.track_score, self.min_track_coverage = track_score, min_track_coverage
         self.transform = build_transform(augment if train else "none", spec.frames_per_clip)
+        #: ``(video, track)`` per scored unit; ``clips_per_video`` consecutive items each
+        self.units: list[tuple[int, int]] = (
+            [(v, 0) for v in range(len(self.items))] if train or track_score == "main"
+            else [(v, t) for v, f in enumerate(self.faces) for t in f.scored_tracks(min_track_coverage)]
+        )
 
     def __len__(self) -> int:
-        return len(self.items) * self.clips_per_video
+        return len(self.units) * self.clips_per_video
+
+    def unit(self, index: int) -> tuple[int, int]:
+        """``(video, track)`` of item ``index``."""
+        return self.units[index // self.clips_per_video]
 
     def clip_indices(self, index: int) -> np.ndarray:
         """Frame indices of clip ``index``."""
-        video, k = divmod(index, self.clips_per_video)
+        (video, track), k = self.unit(index), index % self.clips_per_video
         faces, spec = self.faces[video], self.spec
-        lo, hi = _face_range(faces)
+        lo, hi = _face_range(faces, track)
         if self.train:
             # torch's RNG is seeded per worker and epoch (and by seed_everything), so clips change
             # every epoch yet repeat for the same seed.
@@ -89,16 +111,16 @@ class FaceClipDataset(Dataset):
         return uniform_clips(faces.num_frames, spec.frames_per_clip, spec.stride, self.clips_per_video, lo, hi)[k]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        video = index // self.clips_per_video
+        video, track = self.unit(index)
         item, faces, spec = self.items[video], self.faces[video], self.spec
         idx = self.clip_indices(index)
         frames = read_frames(item.path, idx)
-        if spec.crop == "aligned" and faces.has_landmarks:
-            points = faces.landmarks_at(idx)
+        if spec.crop == "aligned" and faces.track_has_landmarks(track):
+            points = faces.landmarks_at(idx, track)
             crops = np.stack([crop_face_aligned(f, p, spec.image_size, spec.margin)
                               for f, p in zip(frames, points, strict=True)])
         else:
-            boxes = faces.box_at(idx)
+            boxes = faces.box_at(idx, track)
             crops = np.stack([crop_face(f, b, spec.image_size, spec.margin) for f, b in zip(frames, boxes, strict=True)])
         crops = apply_to_clip(self.transform, crops)
         clip = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255.0)
@@ -106,5 +128,6 @@ class FaceClipDataset(Dataset):
             "clip": clip,
             "label": torch.tensor(item.label, dtype=torch.long),
             "video_idx": torch.tensor(video, dtype=torch.long),
+            "track_idx": torch.tensor(track, dtype=torch.long),
             "clip_idx": torch.tensor(index, dtype=torch.long),
         }

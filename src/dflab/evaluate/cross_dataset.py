@@ -68,6 +68,7 @@ def evaluate_on(module: DetectorModule, trained: ExperimentConfig, target: Exper
     """
     cfg = _test_config(trained, target)
     dm = DeepfakeDataModule(cfg.data, cfg.faces, seed=cfg.seed, progress=progress, required=("test",))
+    module.set_track_score(cfg.faces.track_score)
     trainer = pl.Trainer(accelerator=trained.trainer.accelerator, devices=1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=progress,
                          enable_model_summary=False)

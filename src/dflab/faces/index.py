@@ -119,23 +119,39 @@ class VideoFaces:
             None if self.ok else f"{self.path}: no face found on {len(self.scores)} sampled frames"
         )
 
-    def box_at(self, frame: int | np.ndarray) -> np.ndarray:
-        """Box of the main face at any frame index (or array of indices).
+    def _track_arrays(self, track: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``boxes``, ``scores`` and ``landmarks`` of face track ``track`` (0: the main face)."""
+        if not self.ok:
+            raise ValueError(self.reason or f"{self.path}: no face")
+        if track == 0:
+            return self.boxes, self.scores, self.landmarks
+        tracks = self.tracks()
+        if not 0 <= track < len(tracks):
+            raise IndexError(f"{self.path}: no face track {track} (the video has {len(tracks)})")
+        chosen = tracks[track]
+        return chosen.boxes, chosen.scores, chosen.landmarks
+
+    def box_at(self, frame: int | np.ndarray, track: int = 0) -> np.ndarray:
+        """Box of a face track at any frame index (or array of indices).
 
         Linear interpolation between frames with a detection; the nearest detection is used
         before the first and after the last one.
+
+        Args:
+            frame: frame index or array of indices.
+            track: face track (index into :meth:`tracks`); 0 is the main face.
 
         Returns:
             ``(4,)`` float32 for a scalar ``frame``, ``(N, 4)`` for an array.
 
         Raises:
             ValueError: the video has no detected face (the message names the file).
+            IndexError: the video has no track ``track``.
         """
-        if not self.ok:
-            raise ValueError(self.reason or f"{self.path}: no face")
-        found = self.found
+        boxes, scores, _ = self._track_arrays(track)
+        found = ~np.isnan(scores)
         known = self.frame_indices[found].astype(np.float64)
-        boxes = self.boxes[found]
+        boxes = boxes[found]
         query = np.asarray(frame, dtype=np.float64)
         out = np.stack([np.interp(query, known, boxes[:, c]) for c in range(4)], axis=-1)
         return out.astype(np.float32)
@@ -143,16 +159,31 @@ class VideoFaces:
     @property
     def has_landmarks(self) -> bool:
         """Some sampled frame has finite landmarks of the main face."""
-        return self.error is None and bool(self._with_landmarks().any())
+        return self.track_has_landmarks(0)
 
-    def _with_landmarks(self) -> np.ndarray:
-        return self.found & np.isfinite(self.landmarks).all(axis=(1, 2))
+    def track_has_landmarks(self, track: int = 0) -> bool:
+        """Some sampled frame has finite landmarks of face track ``track`` (0: the main face)."""
+        if self.error is not None:
+            return False
+        if track == 0:
+            return bool(self._with_landmarks().any())
+        return self.ok and bool(self._with_landmarks(track).any())
 
-    def landmarks_at(self, frame: int | np.ndarray) -> np.ndarray:
-        """Five landmarks of the main face at any frame index (or array of indices).
+    def _with_landmarks(self, track: int = 0) -> np.ndarray:
+        if track == 0:
+            return self.found & np.isfinite(self.landmarks).all(axis=(1, 2))
+        _, scores, landmarks = self._track_arrays(track)
+        return ~np.isnan(scores) & np.isfinite(landmarks).all(axis=(1, 2))
+
+    def landmarks_at(self, frame: int | np.ndarray, track: int = 0) -> np.ndarray:
+        """Five landmarks of a face track at any frame index (or array of indices).
 
         Each point is interpolated linearly between the sampled frames with landmarks; the
         nearest such frame is used before the first and after the last one (as :meth:`box_at`).
+
+        Args:
+            frame: frame index or array of indices.
+            track: face track (index into :meth:`tracks`); 0 is the main face.
 
         Returns:
             ``(5, 2)`` float32 for a scalar ``frame``, ``(N, 5, 2)`` for an array.
@@ -160,17 +191,31 @@ class VideoFaces:
         Raises:
             ValueError: the video has no detected face or no landmarks (the message names the
                 file).
+            IndexError: the video has no track ``track``.
         """
-        if not self.ok:
-            raise ValueError(self.reason or f"{self.path}: no face")
-        have = self._with_landmarks()
+        _, _, landmarks = self._track_arrays(track)
+        have = self._with_landmarks(track)
         if not have.any():
             raise ValueError(f"{self.path}: no face landmarks on {len(self.scores)} sampled frames")
         known = self.frame_indices[have].astype(np.float64)
-        points = self.landmarks[have].reshape(-1, 10)
+        points = landmarks[have].reshape(-1, 10)
         query = np.asarray(frame, dtype=np.float64)
         out = np.stack([np.interp(query, known, points[:, c]) for c in range(10)], axis=-1)
         return out.reshape(*query.shape, 5, 2).astype(np.float32)
+
+    def scored_tracks(self, min_coverage: float = 0.0) -> list[int]:
+        """Face tracks worth scoring: track 0 always, others seen on ``min_coverage`` of frames.
+
+        Args:
+            min_coverage: smallest share of sampled frames a track other than 0 needs.
+
+        Returns:
+            Track indices (into :meth:`tracks`), ascending; ``[0]`` for a video that is not
+            :attr:`ok` or has no linked tracks.
+        """
+        if not self.ok:
+            return [0]
+        return [0] + [i for i, t in enumerate(self.tracks()) if i > 0 and t.coverage >= min_coverage]
 
     def detections_at(self, k: int) -> list[Detection]:
         """All raw detections on the ``k``-th sampled frame."""

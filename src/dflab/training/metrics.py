@@ -2,13 +2,16 @@
 
 Per-clip scores, labels and ids are gathered across processes (``dist_reduce_fx="cat"``), so under
 DDP the metrics cover the whole split, not one rank's shard. Clips duplicated by the distributed
-sampler's padding are dropped by id before computing. A video's score is the mean of its clips'
-fake probabilities.
+sampler's padding are dropped by id before computing. In evaluation each face track of a video
+is scored: a track's score is the mean of its clips' fake probabilities, and a video's score
+combines its tracks' scores (``max`` by default, or ``mean``; ``main`` keeps only track 0). With
+one track per video this is the mean of the video's clips. Frame-level metrics use every clip.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,16 +57,56 @@ def binary_scores(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.
     return {k: out[k] for k in METRIC_NAMES}
 
 
-def video_scores(probs: torch.Tensor, labels: torch.Tensor, video_idx: torch.Tensor):
-    """Mean clip probability and label per video, ordered by video index."""
-    videos, inverse = torch.unique(video_idx, return_inverse=True)
-    sums = torch.zeros(len(videos), dtype=torch.float64, device=probs.device)
+COMBINE_MODES = ("max", "mean", "main")
+
+
+def video_scores(
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    video_idx: torch.Tensor,
+    track_idx: torch.Tensor | None = None,
+    combine: str = "max",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fake probability and label per video, ordered by video index.
+
+    Clips are first averaged per (video, track); the track scores of a video are then combined.
+
+    Args:
+        probs: ``(N,)`` clip fake probabilities.
+        labels: ``(N,)`` clip labels (the video's label).
+        video_idx: ``(N,)`` video of each clip.
+        track_idx: ``(N,)`` face track of each clip; ``None`` means all track 0.
+        combine: ``max`` (the highest track score), ``mean`` (mean of the track scores) or
+            ``main`` (track 0's score; videos without a track-0 clip fall back to ``max``).
+
+    Returns:
+        ``(video_idx, probability, label)``, one entry per video.
+    """
+    if combine not in COMBINE_MODES:
+        raise ValueError(f"unknown combine {combine!r}; choose from {', '.join(COMBINE_MODES)}")
+    if track_idx is None:
+        track_idx = torch.zeros_like(video_idx)
+    units, unit_of = torch.unique(torch.stack([video_idx.long(), track_idx.long().to(video_idx.device)], 1),
+                                  dim=0, return_inverse=True)
+    sums = torch.zeros(len(units), dtype=torch.float64, device=probs.device)
     counts = torch.zeros_like(sums)
-    sums.index_add_(0, inverse, probs.double())
-    counts.index_add_(0, inverse, torch.ones_like(probs, dtype=torch.float64))
+    sums.index_add_(0, unit_of, probs.double())
+    counts.index_add_(0, unit_of, torch.ones_like(probs, dtype=torch.float64))
+    unit_probs = sums / counts
+
+    videos, video_of = torch.unique(units[:, 0], return_inverse=True)
     vlabels = torch.zeros(len(videos), dtype=labels.dtype, device=labels.device)
-    vlabels[inverse] = labels
-    return videos, (sums / counts).float(), vlabels
+    vlabels[video_of[unit_of]] = labels
+    out = torch.zeros(len(videos), dtype=torch.float64, device=probs.device)
+    if combine == "mean":
+        n = torch.zeros_like(out).index_add_(0, video_of, torch.ones_like(unit_probs))
+        out.index_add_(0, video_of, unit_probs).div_(n)
+    else:
+        out.fill_(-math.inf).scatter_reduce_(0, video_of, unit_probs, reduce="amax")
+        if combine == "main":
+            main = units[:, 1] == 0
+            out[video_of[main]] = unit_probs[main]
+    return videos, out.float(), vlabels
 
 
 class DetectionMetrics(Metric):
@@ -77,43 +120,59 @@ class DetectionMetrics(Metric):
     labels: list[torch.Tensor]
     video_idx: list[torch.Tensor]
     clip_idx: list[torch.Tensor]
+    track_idx: list[torch.Tensor]
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, combine: str = "max", **kwargs: Any) -> None:
+        """Create the states.
+
+        Args:
+            combine: how a video's track scores combine (see :func:`video_scores`).
+            **kwargs: passed to :class:`torchmetrics.Metric`.
+        """
         super().__init__(**kwargs)
-        for name in ("logits", "labels", "video_idx", "clip_idx"):
+        if combine not in COMBINE_MODES:
+            raise ValueError(f"unknown combine {combine!r}; choose from {', '.join(COMBINE_MODES)}")
+        self.combine = combine
+        for name in ("logits", "labels", "video_idx", "clip_idx", "track_idx"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor, video_idx: torch.Tensor,
-               clip_idx: torch.Tensor) -> None:
+               clip_idx: torch.Tensor, track_idx: torch.Tensor | None = None) -> None:
+        """Add a batch of clips (``track_idx`` ``None``: all track 0)."""
         self.logits.append(logits.detach().float().reshape(-1))
         self.labels.append(labels.detach().long().reshape(-1))
         self.video_idx.append(video_idx.detach().long().reshape(-1))
         self.clip_idx.append(clip_idx.detach().long().reshape(-1))
+        if track_idx is None:
+            track_idx = torch.zeros_like(self.video_idx[-1])
+        self.track_idx.append(track_idx.detach().long().reshape(-1).to(self.video_idx[-1].device))
 
     def _gathered(self) -> tuple[torch.Tensor, ...]:
         def cat(x):
             return torch.cat(x) if isinstance(x, list) else x
 
-        logits, labels, vids, clips = (cat(s) for s in (self.logits, self.labels, self.video_idx, self.clip_idx))
+        logits, labels, vids, clips, tracks = (
+            cat(s) for s in (self.logits, self.labels, self.video_idx, self.clip_idx, self.track_idx)
+        )
         clips, keep = _first_occurrence(clips)
-        return logits[keep], labels[keep], vids[keep]
+        return logits[keep], labels[keep], vids[keep], tracks[keep]
 
     def compute(self) -> dict[str, torch.Tensor]:
         return self.compute_values()
 
     def compute_values(self) -> dict[str, torch.Tensor]:
         """The metrics over the states as they are now (call inside ``sync_context`` under DDP)."""
-        logits, labels, vids = self._gathered()
+        logits, labels, vids, tracks = self._gathered()
         probs = torch.sigmoid(logits)
         out = {f"frame_{k}": v for k, v in binary_scores(probs, labels).items()}
-        _, vprobs, vlabels = video_scores(probs, labels, vids)
+        _, vprobs, vlabels = video_scores(probs, labels, vids, tracks, self.combine)
         out.update({f"video_{k}": v for k, v in binary_scores(vprobs, vlabels).items()})
         return out
 
     def video_predictions(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(video_idx, fake probability, label)`` per video seen so far."""
-        logits, labels, vids = self._gathered()
-        return video_scores(torch.sigmoid(logits), labels, vids)
+        logits, labels, vids, tracks = self._gathered()
+        return video_scores(torch.sigmoid(logits), labels, vids, tracks, self.combine)
 
 
 def _first_occurrence(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,22 +31,30 @@ class DetectorModule(pl.LightningModule):
         optim: optimizer and schedule settings.
         config: the full resolved experiment config (a plain dict), stored in checkpoints so that
             export and prediction can rebuild the network.
+        track_score: how a video's face-track scores combine into its video score (``max``,
+            ``mean`` or ``main``; see :func:`~dflab.training.metrics.video_scores`).
     """
 
-    def __init__(self, net: nn.Module, optim: OptimConfig, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, net: nn.Module, optim: OptimConfig, config: dict[str, Any] | None = None,
+                 track_score: str = "max") -> None:
         super().__init__()
         self.net = net
         self.optim_cfg = optim
         self.config = config or {}
-        self.train_metrics = DetectionMetrics()
-        self.val_metrics = DetectionMetrics()
-        self.test_metrics = DetectionMetrics()
+        self.train_metrics = DetectionMetrics(track_score)
+        self.val_metrics = DetectionMetrics(track_score)
+        self.test_metrics = DetectionMetrics(track_score)
         #: per stage, the last epoch's ``(video_idx, fake probability, label)`` over all processes
         self.predictions: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def stage_metrics(self, stage: str) -> DetectionMetrics:
         """The metric object of ``train``, ``val`` or ``test``."""
         return getattr(self, f"{stage}_metrics")
+
+    def set_track_score(self, track_score: str) -> None:
+        """Change how track scores combine into video scores in every stage's metrics."""
+        for stage in ("train", "val", "test"):
+            self.stage_metrics(stage).combine = track_score
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         """Score clips ``(B, T, 3, H, W)``: the mean of the frames' logits, shape ``(B,)``."""
@@ -57,7 +65,8 @@ class DetectorModule(pl.LightningModule):
         logits = self(batch["clip"])
         labels = batch["label"].float()
         loss = F.binary_cross_entropy_with_logits(logits, labels)
-        self.stage_metrics(stage).update(logits, labels, batch["video_idx"], batch["clip_idx"])
+        self.stage_metrics(stage).update(logits, labels, batch["video_idx"], batch["clip_idx"],
+                                         batch.get("track_idx"))
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True,
                  prog_bar=stage != "test", batch_size=len(labels), sync_dist=stage != "train")
         return loss
