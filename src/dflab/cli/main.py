@@ -47,8 +47,7 @@ def _faces(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.experiment, args.overrides)
     items = resolve_items(cfg.data)
-    index = FaceIndex(cfg.faces.cache_dir, cfg.faces.detector, cfg.faces.num_frames,
-                      frame_step=cfg.faces.frame_step)
+    index = FaceIndex.from_config(cfg.faces)
     report = index.build([it.path for it in items], workers=cfg.faces.workers)
     print(report.summary_table())
     return 0

@@ -213,6 +213,7 @@ def _validate(cfg: ExperimentConfig) -> None:
     for key in POSITIVE:
         if flat[key] <= 0:
             raise ConfigError(f"{key}: must be > 0, got {flat[key]!r}")
+    _check_detector(cfg.faces.detector, cfg.faces.detector_options)
     if cfg.faces.frame_step < 0:
         raise ConfigError(f"faces.frame_step: must be >= 0 (0 = evenly spaced), got {cfg.faces.frame_step!r}")
     if not 0.0 <= cfg.faces.min_track_coverage <= 1.0:
@@ -223,6 +224,26 @@ def _validate(cfg: ExperimentConfig) -> None:
     if cfg.monitor not in ("val/video_auroc", "val/frame_auroc", "val/video_ap", "val/loss"):
         raise ConfigError(f"monitor: {cfg.monitor!r} is not a validation metric dflab logs "
                           "(val/video_auroc, val/frame_auroc, val/video_ap, val/loss)")
+
+
+def _check_detector(name: str, options: Mapping[str, Any]) -> None:
+    """Build the detector (its models load lazily) so bad names and options fail at load time."""
+    import inspect
+
+    from dflab.faces.detector import available_detectors, create_detector, detector_factory
+
+    if name not in available_detectors():
+        raise ConfigError(f"faces.detector: {name!r} is not one of {', '.join(available_detectors())}"
+                          f"{_suggest(name, available_detectors())}")
+    accepted = [p for p in inspect.signature(detector_factory(name)).parameters if p != "self"]
+    for key in options:
+        if key not in accepted:
+            raise ConfigError(f"faces.detector_options.{key}: unknown option of detector {name!r}; "
+                              f"it accepts {', '.join(accepted) or 'none'}{_suggest(key, accepted)}")
+    try:
+        create_detector(name, **options)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise ConfigError(f"faces.detector_options ({name}): {err}") from err
 
 
 def build_config(data: Mapping[str, Any] | None = None, overrides: Iterable[str] = ()) -> ExperimentConfig:

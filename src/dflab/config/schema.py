@@ -85,7 +85,11 @@ class FacesConfig:
     at the same place, with about the context of a ``box`` crop of the same ``margin``.
 
     Attributes:
-        detector: detector name (see :func:`dflab.faces.detector.create_detector`).
+        detector: ``blazeface`` (MediaPipe BlazeFace, the offline default), ``scrfd``
+            (insightface SCRFD from a local model pack), ``dlib_hog`` or ``dlib_cnn``.
+        detector_options: the detector's own settings, e.g. ``{model: full_range}`` for
+            ``blazeface`` or ``{root: models/insightface, pack: buffalo_l}`` for ``scrfd``;
+            unknown keys are errors.
         num_frames: frames sampled per video for detection (evenly spaced, or at most this
             many with ``frame_step``).
         frame_step: ``0`` spreads ``num_frames`` over the whole video; ``k > 0`` detects on
@@ -105,7 +109,8 @@ class FacesConfig:
             sampled frames are not scored (track 0 always is).
     """
 
-    detector: str = "dlib_hog"
+    detector: str = "blazeface"
+    detector_options: dict = field(default_factory=dict)
     num_frames: int = 16
     frame_step: int = 0
     margin: float = 1.3

@@ -49,8 +49,7 @@ class DeepfakeDataModule(pl.LightningDataModule):
         self.split_items: dict[str, list[VideoItem]] = {}
 
     def face_index(self) -> FaceIndex:
-        return FaceIndex(self.faces_cfg.cache_dir, self.faces_cfg.detector, self.faces_cfg.num_frames,
-                         frame_step=self.faces_cfg.frame_step)
+        return FaceIndex.from_config(self.faces_cfg)
 
     def prepare_data(self) -> None:
         if self.face_report is not None:  # fit, validate and test each call this

@@ -79,9 +79,29 @@ def register_detector(
     return add
 
 
+_BUILTIN_MODULES = ("dflab.faces.blazeface", "dflab.faces.scrfd")
+
+
+def _load_builtin() -> None:
+    """Import the modules whose detectors register themselves (once; cheap afterwards)."""
+    import importlib
+
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
 def available_detectors() -> list[str]:
     """Names accepted by :func:`create_detector`."""
+    _load_builtin()
     return sorted(_REGISTRY)
+
+
+def detector_factory(name: str) -> Callable[..., FaceDetector]:
+    """The class (or factory) registered as ``name``."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown face detector {name!r}; choose from {available_detectors()}")
+    return _REGISTRY[name]
 
 
 def create_detector(name: str, **kwargs: Any) -> FaceDetector:
@@ -90,6 +110,7 @@ def create_detector(name: str, **kwargs: Any) -> FaceDetector:
     Raises:
         ValueError: unknown name (the message lists the choices).
     """
+    _load_builtin()
     if name not in _REGISTRY:
         raise ValueError(f"unknown face detector {name!r}; choose from {available_detectors()}")
     return _REGISTRY[name](**kwargs)

@@ -335,7 +335,7 @@ class FaceIndex:
     def __init__(
         self,
         cache_dir: str | Path,
-        detector: str = "dlib_hog",
+        detector: str = "blazeface",
         num_frames: int = 16,
         detector_kwargs: dict[str, Any] | None = None,
         frame_step: int = 0,
@@ -352,6 +352,12 @@ class FaceIndex:
         self.detector = create_detector(detector, **self.detector_kwargs)  # models load lazily
         step = f"-s{self.frame_step}" if self.frame_step else ""
         self.folder = self.cache_dir / f"{self.detector.name}-n{self.num_frames}{step}"
+
+    @classmethod
+    def from_config(cls, faces: Any) -> FaceIndex:
+        """The index described by a :class:`~dflab.config.schema.FacesConfig`."""
+        return cls(faces.cache_dir, faces.detector, faces.num_frames, faces.detector_options,
+                   frame_step=faces.frame_step)
 
     def __repr__(self) -> str:
         return f"FaceIndex({str(self.folder)!r})"
