@@ -82,8 +82,9 @@ export: $(STAMP) ## Export the best checkpoint of the latest sweep (or RUN=<run 
 ui: $(STAMP) ## Serve the MLflow UI on the runs in mlruns/ (PORT=5000 by default)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts --host 127.0.0.1 --port $(PORT)
 
-bench: $(STAMP) ## Measure throughput (Markdown table on stdout and in outputs/bench.md)
+bench: $(STAMP) ## Measure throughput and face recall (Markdown on stdout, outputs/bench*.md)
 	$(PYTHON) bench/run.py
+	$(PYTHON) bench/faces.py
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check src tests bench

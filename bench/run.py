@@ -45,9 +45,9 @@ def main() -> None:
                  f"{len(items)} videos, {frames / seconds:.0f} frames/s"))
 
     for workers in (1, 2):
-        index = FaceIndex(out / f"faces{workers}", "dlib_hog", num_frames=16)
+        index = FaceIndex(out / f"faces{workers}", "blazeface", num_frames=16)
         t = timed(lambda index=index, w=workers: index.build([it.path for it in items], workers=w, progress=False))
-        rows.append((f"face index, dlib_hog, {workers} worker(s)", f"{len(items) * 16 / t:.1f} frames/s",
+        rows.append((f"face index, blazeface, {workers} worker(s)", f"{len(items) * 16 / t:.1f} frames/s",
                      f"{len(items)} videos x 16 sampled frames, {t:.1f} s incl. decode"))
 
     cfg = load_config("experiments/mesonet4_demo.yaml", [f"data.root={out / 'demo'}",
@@ -65,6 +65,23 @@ def main() -> None:
         rows.append((f"face clips streamed (train, {workers} loader workers)",
                      f"{n / (time.perf_counter() - start):.0f} clips/s",
                      f"1 frame/clip, {cfg.data.image_size}px crops, decode+crop+augment"))
+
+    import shutil
+
+    shutil.rmtree(out / "faces2" / "crops", ignore_errors=True)
+    cfg.faces.crop_cache = True
+    cfg.data.num_workers = 0
+    dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
+    dm.prepare_data()
+    dm.setup("fit")
+    for state in ("cold: decode, crop, write", "warm: read crops"):
+        n = 0
+        start = time.perf_counter()
+        for batch in dm.val_dataloader():
+            n += len(batch["label"])
+        rows.append((f"validation clips with faces.crop_cache ({state})",
+                     f"{n / (time.perf_counter() - start):.0f} clips/s",
+                     f"0 loader workers, {cfg.data.image_size}px crops"))
 
     torch.set_num_threads(os.cpu_count() or 1)
     size = cfg.data.image_size

@@ -32,3 +32,21 @@ def test_missing_dataset_folder_is_named(tmp_path):
     proc = _dflab("faces", "experiments/mesonet4_demo.yaml", "data.source=folder", f"data.root={tmp_path}/nope")
     assert proc.returncode == 2
     assert f"{tmp_path}/nope: dataset root for 'folder' does not exist" in proc.stderr
+
+
+def test_faces_command_builds_reports_and_packs(small_manifest, tmp_path):
+    args = ("faces", "experiments/mesonet4_demo.yaml", "data.source=manifest", f"data.root={small_manifest}",
+            "data.options={}", f"faces.cache_dir={tmp_path}/faces", "faces.num_frames=2", "faces.workers=2")
+    proc = _dflab(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "Face index blazeface-" in proc.stdout and "with a face" in proc.stdout
+    assert "packed in" in proc.stdout and list((tmp_path / "faces").rglob("datasets/manifest-*.npz"))
+    again = _dflab(*args)  # resumable: everything comes from the cache
+    assert "detected now    0" in again.stdout
+
+
+def test_missing_scrfd_pack_is_explained_before_work(tmp_path):
+    proc = _dflab("faces", "experiments/mesonet4_demo.yaml", "faces.detector=scrfd",
+                  f"faces.detector_options={{root: {tmp_path}}}")
+    assert proc.returncode == 2
+    assert f"{tmp_path}/buffalo_l does not exist" in proc.stderr and "faces.detector_options" in proc.stderr

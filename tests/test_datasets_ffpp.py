@@ -194,3 +194,11 @@ def test_deepfakedetection_part(tmp_path, place_video):
     items = scan_dataset("ffpp", root, {"methods": methods, "dfd_split": "train", "train_methods": CLASSIC})
     assert not [it for it in items if it.method == "DeepFakeDetection"]
     assert len([it for it in items if it.key.startswith("actors/")]) == 3
+
+
+def test_official_masks_are_linked_to_their_fakes(tmp_path, place_video):
+    root = build_tree(tmp_path, place_video)
+    mask = place_video(root / "manipulated_sequences/Deepfakes/masks/videos/054_071.mp4")
+    by_key = {it.key: it for it in scan_dataset("ffpp", root, {})}
+    assert by_key["Deepfakes/054_071"].mask == str(mask)
+    assert by_key["Face2Face/054_071"].mask == "" and by_key["youtube/071"].mask == ""

@@ -64,7 +64,9 @@ def test_registry_lists_every_detector():
     assert {"blazeface", "scrfd", "dlib_hog", "dlib_cnn"} <= set(available_detectors())
 
 
-@pytest.mark.parametrize("options", [{}, {"landmarks": "keypoints"}])
+@pytest.mark.parametrize(
+    "options", [{}, {"landmarks": "keypoints"}, {"model": "full_range", "tiles": False}]
+)
 def test_blazeface_finds_the_six_people_of_t1(t1, dlib_faces, options):
     dets = create_detector("blazeface", **options).detect(t1)
     assert len(dets) == 6
@@ -89,6 +91,19 @@ def test_blazeface_sparse_and_short_range_variants(t1):
     assert len(create_detector("blazeface", model="short_range").detect(data.astronaut())) == 1
 
 
+def test_blazeface_default_finds_close_ups_and_small_faces(t1):
+    """Both models and the tiles: a tight close-up (LFW) and a 640x360 group frame."""
+    from skimage import data
+
+    patch = cv2.resize((data.lfw_subset()[3] * 255).astype(np.uint8), (100, 100))
+    canvas = cv2.cvtColor(cv2.copyMakeBorder(patch, 50, 50, 50, 50, cv2.BORDER_CONSTANT, value=128),
+                          cv2.COLOR_GRAY2RGB)
+    group = cv2.resize(t1[40:726, 10:1230], (640, 360), interpolation=cv2.INTER_AREA)
+    default, full_only = create_detector("blazeface"), create_detector("blazeface", model="full_range", tiles=False)
+    assert len(default.detect(canvas)) == 1 and len(default.detect(group)) == 6
+    assert len(full_only.detect(canvas)) + len(full_only.detect(group)) < 7
+
+
 def test_blazeface_finds_nothing_in_noise_or_a_blank_frame():
     det = create_detector("blazeface")
     noise = np.random.default_rng(0).integers(0, 256, (360, 640, 3), np.uint8)
@@ -97,7 +112,7 @@ def test_blazeface_finds_nothing_in_noise_or_a_blank_frame():
 
 def test_blazeface_maps_boxes_back_through_the_letterbox(t1):
     """A tall crop (padded left and right) and a wide one (padded top and bottom) agree."""
-    det = create_detector("blazeface")
+    det = create_detector("blazeface", model="full_range", tiles=False)
     full = det.detect(t1)
     x1, y1, x2, y2 = (int(v) for v in max(full, key=lambda d: d.area).box)
     cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
@@ -113,7 +128,7 @@ def test_blazeface_pickles_after_use_for_worker_processes(t1):
     det = create_detector("blazeface")
     before = det.detect(t1)
     clone = pickle.loads(pickle.dumps(det))
-    assert clone.name == det.name and clone._interpreter is None
+    assert clone.name == det.name and clone._interpreters == {}
     after = clone.detect(t1)
     assert np.allclose(np.stack([d.box for d in before]), np.stack([d.box for d in after]))
 
@@ -122,6 +137,11 @@ def test_blazeface_helpers():
     # MediaPipe's anchor layouts: 896 anchors for short range, 2304 for full range
     assert ssd_anchors(128, (8, 16, 16, 16), True).shape == (896, 2)
     assert ssd_anchors(192, (4,), False).shape == (2304, 2)
+    det = create_detector("blazeface")
+    assert det._tiles((360, 640)) == [(0, 0, 360), (280, 0, 360)]  # two squares on 16:9
+    assert det._tiles((640, 360)) == [(0, 0, 360), (0, 280, 360)]
+    assert det._tiles((500, 520)) == []  # near-square: the whole frame is enough
+    assert det.name == "blazeface-full_range+short_range-s0.5-ss0.7-dlib-tiles"
     points = np.array([[40, 50], [60, 50], [50, 60], [50, 70], [30, 50], [70, 50]], np.float32)
     five = keypoints_to_5(points)
     assert five[3, 1] == five[4, 1] == 70 and five[3, 0] < 50 < five[4, 0]

@@ -44,12 +44,16 @@ def _faces(args: argparse.Namespace) -> int:
     from dflab.config import load_config
     from dflab.data.items import resolve_items
     from dflab.faces.index import FaceIndex
+    from dflab.faces.pack import dataset_pack_name, write_pack
 
     cfg = load_config(args.experiment, args.overrides)
     items = resolve_items(cfg.data)
     index = FaceIndex.from_config(cfg.faces)
-    report = index.build([it.path for it in items], workers=cfg.faces.workers)
+    paths = [it.path for it in items]
+    report = index.build(paths, workers=cfg.faces.workers)
     print(report.summary_table())
+    pack = write_pack(index, [index.get(p) for p in paths], dataset_pack_name(cfg.data.source, paths))
+    print(f"Face index of {len(paths)} videos packed in {pack}")
     return 0
 
 

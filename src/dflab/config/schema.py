@@ -99,7 +99,10 @@ class FacesConfig:
             ArcFace-template pixels around the template centre (about a face box's side).
         crop: ``box`` (square around the detected box) or ``aligned`` (landmark-aligned on the
             ArcFace template; videos without landmarks fall back to ``box``).
-        cache_dir: where detections are cached.
+        cache_dir: where detections (and, with ``crop_cache``, face crops) are cached.
+        crop_cache: keep every face crop cut for training and evaluation on disk (lossless
+            ``.npy``) and reuse it instead of decoding the video again; validation and test
+            clips repeat every epoch, training clips as often as random draws repeat.
         workers: processes used to build the face index.
         track_score: in validation and test every face track of a video is scored and a
             video's score combines its tracks' scores (each the mean of the track's clips):
@@ -116,6 +119,7 @@ class FacesConfig:
     margin: float = 1.3
     crop: str = "box"
     cache_dir: str = "cache/faces"
+    crop_cache: bool = False
     workers: int = 2
     track_score: str = "max"
     min_track_coverage: float = 0.25

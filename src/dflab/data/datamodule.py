@@ -22,7 +22,10 @@ from dflab.config.schema import DataConfig, FacesConfig
 from dflab.data.dataset import ClipSpec, FaceClipDataset
 from dflab.data.items import resolve_items
 from dflab.data.sources import DatasetLayoutError, VideoItem
+from dflab.faces.crop_cache import CropCache
 from dflab.faces.index import FaceIndex, FaceReport, VideoFaces
+from dflab.faces.manipulated import training_tracks
+from dflab.faces.pack import dataset_pack_name, load_dataset_faces
 
 
 class DeepfakeDataModule(pl.LightningDataModule):
@@ -68,11 +71,17 @@ class DeepfakeDataModule(pl.LightningDataModule):
         index = self.face_index()
         spec = ClipSpec(self.data_cfg.frames_per_clip, self.data_cfg.frame_stride,
                         self.data_cfg.image_size, self.faces_cfg.margin, self.faces_cfg.crop)
+        crop_cache = None
+        if self.faces_cfg.crop_cache:
+            crop_cache = CropCache.for_index(self.faces_cfg.cache_dir, index.folder.name,
+                                             spec.crop, spec.image_size, spec.margin)
         self.excluded = []
+        loaded = load_dataset_faces(index, [it.path for it in self.items], dataset_pack_name(self.data_cfg.source, [it.path for it in self.items]))
+        faces_of = dict(zip(map(id, self.items), loaded, strict=True))
         for split in ("train", "val", "test"):
             kept: list[tuple[VideoItem, VideoFaces]] = []
             for it in (i for i in self.items if i.split == split):
-                faces = index.get(it.path)
+                faces = faces_of[id(it)]
                 if faces.ok:
                     kept.append((it, faces))
                 else:
@@ -83,10 +92,13 @@ class DeepfakeDataModule(pl.LightningDataModule):
             self.split_items[split] = list(items)
             train = split == "train"
             clips = self.data_cfg.train_clips_per_video if train else self.data_cfg.eval_clips_per_video
-            self.datasets[split] = FaceClipDataset(items, faces_list, spec, clips, train=train,
-                                                   augment=self.data_cfg.augment, seed=self.seed,
-                                                   track_score=self.faces_cfg.track_score,
-                                                   min_track_coverage=self.faces_cfg.min_track_coverage)
+            self.datasets[split] = FaceClipDataset(
+                items, faces_list, spec, clips, train=train, augment=self.data_cfg.augment,
+                seed=self.seed, track_score=self.faces_cfg.track_score,
+                min_track_coverage=self.faces_cfg.min_track_coverage, crop_cache=crop_cache,
+                video_keys=[index.key(it.path) for it in items] if crop_cache else (),
+                train_tracks=training_tracks(items, faces_list, index, self.progress) if train else (),
+            )
         for split in self.required:
             if split not in self.datasets:
                 raise DatasetLayoutError(

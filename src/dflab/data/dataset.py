@@ -19,6 +19,7 @@ from dflab.data.sources import VideoItem
 from dflab.data.transforms import apply_to_clip, build_transform
 from dflab.data.video import read_frames
 from dflab.faces.crop import crop_face, crop_face_aligned
+from dflab.faces.crop_cache import CropCache
 from dflab.faces.index import VideoFaces
 
 CROP_MODES = ("box", "aligned")
@@ -54,8 +55,9 @@ def _face_range(faces: VideoFaces, track: int = 0) -> tuple[int, int]:
 class FaceClipDataset(Dataset):
     """Clips of the tracked faces in each video.
 
-    Training mode draws ``clips_per_video`` random clips of the main face (track 0) per video
-    each time an item is read. Evaluation mode scores every face track of a video: it
+    Training mode draws ``clips_per_video`` random clips of one face per video each time an
+    item is read: the manipulated face where the dataset marks it (``train_tracks``), else the
+    main face (track 0). Evaluation mode scores every face track of a video: it
     enumerates (video, track) units, track 0 always and each other track found on at least
     ``min_track_coverage`` of the sampled frames (only track 0 with ``track_score="main"``), and
     cuts ``clips_per_video`` evenly spaced clips per unit within the frames where that track
@@ -72,11 +74,16 @@ class FaceClipDataset(Dataset):
         track_score: how video scores combine tracks (``max``, ``mean`` or ``main``); ``main``
             scores only track 0.
         min_track_coverage: share of sampled frames a track other than 0 needs to be scored.
+        crop_cache: where crops are cached (``None``: always decode).
+        video_keys: face-index key per item (needed with ``crop_cache``).
+        train_tracks: track used for training per item (default: track 0, the main face).
     """
 
     def __init__(self, items: Sequence[VideoItem], faces: Sequence[VideoFaces], spec: ClipSpec,
                  clips_per_video: int, train: bool, augment: str = "none", seed: int = 0,
-                 track_score: str = "max", min_track_coverage: float = 0.25) -> None:
+                 track_score: str = "max", min_track_coverage: float = 0.25,
+                 crop_cache: CropCache | None = None, video_keys: Sequence[str | None] = (),
+                 train_tracks: Sequence[int] = ()) -> None:
         if len(items) != len(faces):
             raise ValueError("items and faces differ in length")
         if track_score not in TRACK_SCORES:
@@ -85,9 +92,14 @@ class FaceClipDataset(Dataset):
         self.clips_per_video, self.train, self.seed = clips_per_video, train, seed
         self.track_score, self.min_track_coverage = track_score, min_track_coverage
         self.transform = build_transform(augment if train else "none", spec.frames_per_clip)
+        if crop_cache is not None and len(video_keys) != len(self.items):
+            raise ValueError("a crop cache needs one video key per item")
+        self.crop_cache, self.video_keys = crop_cache, list(video_keys)
+        tracks = list(train_tracks) or [0] * len(self.items)
         #: ``(video, track)`` per scored unit; ``clips_per_video`` consecutive items each
         self.units: list[tuple[int, int]] = (
-            [(v, 0) for v in range(len(self.items))] if train or track_score == "main"
+            list(enumerate(tracks)) if train
+            else [(v, 0) for v in range(len(self.items))] if track_score == "main"
             else [(v, t) for v, f in enumerate(self.faces) for t in f.scored_tracks(min_track_coverage)]
         )
 
@@ -110,18 +122,28 @@ class FaceClipDataset(Dataset):
             return random_clip(faces.num_frames, spec.frames_per_clip, spec.stride, rng, lo, hi)
         return uniform_clips(faces.num_frames, spec.frames_per_clip, spec.stride, self.clips_per_video, lo, hi)[k]
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        video, track = self.unit(index)
-        item, faces, spec = self.items[video], self.faces[video], self.spec
-        idx = self.clip_indices(index)
-        frames = read_frames(item.path, idx)
+    def _cut(self, path: str, faces: VideoFaces, track: int, idx: np.ndarray) -> np.ndarray:
+        """Decode frames ``idx`` and cut the track's face from each: ``(T, S, S, 3)`` uint8."""
+        spec = self.spec
+        frames = read_frames(path, idx)
         if spec.crop == "aligned" and faces.track_has_landmarks(track):
             points = faces.landmarks_at(idx, track)
-            crops = np.stack([crop_face_aligned(f, p, spec.image_size, spec.margin)
-                              for f, p in zip(frames, points, strict=True)])
-        else:
-            boxes = faces.box_at(idx, track)
-            crops = np.stack([crop_face(f, b, spec.image_size, spec.margin) for f, b in zip(frames, boxes, strict=True)])
+            return np.stack([crop_face_aligned(f, p, spec.image_size, spec.margin)
+                             for f, p in zip(frames, points, strict=True)])
+        boxes = faces.box_at(idx, track)
+        return np.stack([crop_face(f, b, spec.image_size, spec.margin)
+                         for f, b in zip(frames, boxes, strict=True)])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        video, track = self.unit(index)
+        item, faces = self.items[video], self.faces[video]
+        idx = self.clip_indices(index)
+        key = self.video_keys[video] if self.crop_cache is not None else None
+        crops = None if key is None else self.crop_cache.load(key, track, idx)  # type: ignore[union-attr]
+        if crops is None:
+            crops = self._cut(item.path, faces, track, idx)
+            if key is not None:
+                self.crop_cache.store(key, track, idx, crops)  # type: ignore[union-attr]
         crops = apply_to_clip(self.transform, crops)
         clip = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255.0)
         return {

@@ -46,6 +46,8 @@ class VideoItem:
             combined run can break its metrics down per source.
         key: id of the video, unique within its dataset (default: the file name's stem).
         sources: keys of the real videos a fake was made from; they must share its split.
+        mask: video marking the manipulated region of a fake (white = forged), as FaceForensics++
+            ships; with several people in a fake, training uses the face the mask covers.
     """
 
     path: str
@@ -56,6 +58,7 @@ class VideoItem:
     dataset: str = ""
     key: str = ""
     sources: tuple[str, ...] = ()
+    mask: str = ""
 
     @property
     def video_id(self) -> str:
@@ -100,7 +103,10 @@ def scan_folder(root: str | Path) -> list[VideoItem]:
 
 
 def read_manifest(manifest: str | Path) -> list[VideoItem]:
-    """Read a CSV manifest ``path,label[,split,group]``.
+    """Read a CSV manifest ``path,label[,split,group,method,dataset,mask]``.
+
+    Relative ``path`` and ``mask`` values are relative to the manifest's folder; ``mask`` (a
+    video, white where a fake was forged) is read for fakes only.
 
     Raises:
         DatasetLayoutError: missing file or column, or a bad label/split value (names the row).
@@ -126,7 +132,10 @@ def read_manifest(manifest: str | Path) -> list[VideoItem]:
             group = (row.get("group") or "").strip() or path.stem
             method = (row.get("method") or "").strip() if label else ""
             dataset = (row.get("dataset") or "").strip()
-            items.append(VideoItem(str(path), label, split, group, method, dataset))
+            mask = (row.get("mask") or "").strip() if label else ""
+            if mask and not Path(mask).is_absolute():
+                mask = str(manifest.parent / mask)
+            items.append(VideoItem(str(path), label, split, group, method, dataset, mask=mask))
     if not items:
         raise DatasetLayoutError(f"{manifest}: manifest lists no video")
     return items

@@ -14,6 +14,11 @@ landmarks dflab stores come from dlib's 68-point shape predictor fitted in the B
 (``landmarks="dlib"``, the default: real mouth corners), or from the keypoints alone
 (``landmarks="keypoints"``: the mouth corners are placed on either side of the mouth centre,
 parallel to the eye line, at the ArcFace template's mouth-to-eye width ratio).
+
+By default both the full-range and the short-range model run, and the full-range model also
+runs on overlapping squares of a wide frame; their candidates merge in one weighted NMS. On the
+face benchmark (docs/benchmarks.md) this finds close-ups the full-range model misses and small
+faces in 16:9 frames that a single letterboxed pass shrinks below its reach.
 """
 
 from __future__ import annotations
@@ -110,7 +115,8 @@ def ssd_anchors(size: int, strides: tuple[int, ...], two_anchors: bool) -> np.nd
 
 
 def weighted_nms(
-    boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou: float
+    boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou: float,
+    containment: float = 0.8,
 ) -> list[tuple[np.ndarray, float, np.ndarray]]:
     """MediaPipe's weighted NMS: each kept face averages the boxes and keypoints it suppresses.
 
@@ -119,6 +125,8 @@ def weighted_nms(
         scores: ``(N,)``.
         points: ``(N, K, 2)`` keypoints.
         iou: overlap above which a candidate joins the cluster of a higher-scoring one.
+        containment: share of the smaller box inside a kept face above which a weaker
+            candidate is dropped as the same face at another scale.
 
     Returns:
         ``(box, score, points)`` per face, best first; the score is the cluster's best score.
@@ -143,7 +151,10 @@ def weighted_nms(
         box = (boxes[cluster] * weights).sum(0) / weights.sum()
         pts = (points[cluster] * weights[:, :, None]).sum(0) / weights.sum()
         out.append((box.astype(np.float32), float(scores[i]), pts.astype(np.float32)))
-        remaining &= ~cluster
+        # a weaker box that mostly holds this face, or lies inside it, is the same face at
+        # another scale (models of different range disagree on size): dropped, not averaged
+        nested = inter / np.maximum(np.minimum(area[i], area), 1e-12) > containment
+        remaining &= ~cluster & ~nested
     return out
 
 
@@ -165,23 +176,36 @@ class BlazeFaceDetector:
 
     Args:
         model: ``full_range`` (faces up to ~5 m away, 192 px input), ``full_range_sparse``
-            (same, faster on CPU) or ``short_range`` (selfie distance, 128 px input).
+            (same, faster on CPU), ``short_range`` (selfie distance, 128 px input), or several
+            joined by ``+`` whose candidates are merged (the default finds both close-ups and
+            small faces).
         min_score: sigmoid score below which candidates are dropped.
         nms_iou: overlap above which candidates merge into one face.
         landmarks: ``dlib`` (68-point shape predictor in the box) or ``keypoints``.
+        short_range_min_score: threshold of the short-range model, which fires at 0.5-0.68 on
+            textured close-ups without a face (real faces score 0.69 and up on the benchmark).
+        tiles: also run the first model on overlapping squares of a non-square frame (finds
+            smaller faces, costs one more pass per square).
         threads: LiteRT threads per detector (1 when the index runs one process per core).
     """
 
     def __init__(
         self,
-        model: str = "full_range",
+        model: str = "full_range+short_range",
         min_score: float = 0.5,
         nms_iou: float = 0.3,
         landmarks: str = "dlib",
+        tiles: bool = True,
+        short_range_min_score: float = 0.7,
         threads: int = 1,
     ) -> None:
-        if model not in _VARIANTS:
-            raise ValueError(f"unknown BlazeFace model {model!r}; choose from {sorted(_VARIANTS)}")
+        models = model.split("+")
+        for name in models:
+            if name not in _VARIANTS:
+                raise ValueError(
+                    f"unknown BlazeFace model {name!r}; choose from {sorted(_VARIANTS)} "
+                    "or several joined by '+'"
+                )
         if landmarks not in ("dlib", "keypoints"):
             raise ValueError(f"landmarks must be 'dlib' or 'keypoints', got {landmarks!r}")
         if not 0.0 < min_score < 1.0:
@@ -190,56 +214,92 @@ class BlazeFaceDetector:
         self.min_score = float(min_score)
         self.nms_iou = float(nms_iou)
         self.landmarks = landmarks
+        self.tiles = bool(tiles)
+        self.short_range_min_score = float(short_range_min_score)
         self.threads = int(threads)
-        variant = _VARIANTS[model]
-        self._size = variant.size
-        self._anchors = ssd_anchors(variant.size, variant.strides, variant.two_anchors)
-        self._interpreter: Any = None
+        self._models = models
+        self._anchors = {
+            name: ssd_anchors(v.size, v.strides, v.two_anchors)
+            for name, v in ((n, _VARIANTS[n]) for n in models)
+        }
+        self._interpreters: dict[str, Any] = {}
         self._predictor: Any = None
 
     @property
     def name(self) -> str:
-        """Settings that change results, e.g. ``blazeface-full_range-s0.5-dlib``."""
-        return f"blazeface-{self.model}-s{self.min_score:g}-{self.landmarks}"
+        """Settings that change results, e.g. ``blazeface-full_range+short_range-s0.5-ss0.7-dlib-tiles``."""
+        short = f"-ss{self.short_range_min_score:g}" if "short_range" in self._models else ""
+        tiles = "-tiles" if self.tiles else ""
+        return f"blazeface-{self.model}-s{self.min_score:g}{short}-{self.landmarks}{tiles}"
 
     def __repr__(self) -> str:
         return f"BlazeFaceDetector({self.name})"
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_interpreter"] = state["_predictor"] = None  # native objects do not pickle
+        state["_interpreters"], state["_predictor"] = {}, None  # native objects do not pickle
         return state
 
     def _load(self) -> None:
-        if self._interpreter is None:
+        if not self._interpreters:
             from ai_edge_litert.interpreter import Interpreter
 
-            interpreter = Interpreter(
-                model_path=str(blazeface_model_file(self.model)), num_threads=self.threads
-            )
-            with _native_stderr_silenced():  # LiteRT's "Created XNNPACK delegate" line
-                interpreter.allocate_tensors()
-            self._interpreter = interpreter
-            outputs = interpreter.get_output_details()
-            # regressors (1, N, 16) and classificators (1, N, 1), told apart by their shape
-            self._out_boxes = next(o["index"] for o in outputs if o["shape"][-1] == 16)
-            self._out_scores = next(o["index"] for o in outputs if o["shape"][-1] == 1)
-            self._in = interpreter.get_input_details()[0]["index"]
+            for name in self._models:
+                interpreter = Interpreter(
+                    model_path=str(blazeface_model_file(name)), num_threads=self.threads
+                )
+                with _native_stderr_silenced():  # LiteRT's "Created XNNPACK delegate" line
+                    interpreter.allocate_tensors()
+                self._interpreters[name] = interpreter
         if self._predictor is None and self.landmarks == "dlib":
             import dlib
 
             self._predictor = dlib.shape_predictor(str(dlib_model_file("landmarks68")))
 
-    def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, float, float, float]:
-        """Resize keeping the aspect ratio and pad to a centred square; return pad and scale."""
+    def _tiles(self, shape: tuple[int, ...]) -> list[tuple[int, int, int]]:
+        """Overlapping square windows ``(x0, y0, side)`` across a non-square frame (if ``tiles``).
+
+        The whole frame is letterboxed to the network's input; on a 16:9 frame two squares of
+        the frame's height see small faces about 1.8x larger.
+        """
+        h, w = shape[:2]
+        side, long = min(h, w), max(h, w)
+        if not self.tiles or long < 1.2 * side:
+            return []
+        count = int(np.ceil(long / side))
+        starts = np.linspace(0, long - side, count).round().astype(int)
+        return [(int(s), 0, side) if w >= h else (0, int(s), side) for s in starts]
+
+    def _candidates(
+        self, image: np.ndarray, model: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes ``(N, 4)``, scores ``(N,)`` and keypoints ``(N, 6, 2)`` in image pixels."""
+        interpreter, size = self._interpreters[model], _VARIANTS[model].size
         h, w = image.shape[:2]
-        scale = self._size / max(h, w)
+        scale = size / max(h, w)  # letterbox: keep the aspect ratio, pad to a centred square
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
-        canvas = np.zeros((self._size, self._size, 3), dtype=np.uint8)
-        left, top = (self._size - nw) // 2, (self._size - nh) // 2
-        canvas[top : top + nh, left : left + nw] = resized
-        return canvas, scale, float(left), float(top)
+        canvas = np.zeros((size, size, 3), dtype=np.uint8)
+        left, top = (size - nw) // 2, (size - nh) // 2
+        canvas[top : top + nh, left : left + nw] = cv2.resize(
+            image, (nw, nh), interpolation=cv2.INTER_AREA
+        )
+        inputs = interpreter.get_input_details()[0]["index"]
+        interpreter.set_tensor(inputs, (canvas.astype(np.float32) / 127.5 - 1.0)[None])
+        interpreter.invoke()
+        outputs = interpreter.get_output_details()
+        # regressors (1, N, 16) and classificators (1, N, 1), told apart by their shape
+        raw = interpreter.get_tensor(next(o["index"] for o in outputs if o["shape"][-1] == 16))[0]
+        logits = interpreter.get_tensor(next(o["index"] for o in outputs if o["shape"][-1] == 1))
+        logits = np.clip(logits[0, :, 0], -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT)
+        scores = 1.0 / (1.0 + np.exp(-logits))
+        keep = scores >= (self.short_range_min_score if model == "short_range" else self.min_score)
+        raw, scores, anchors = raw[keep], scores[keep], self._anchors[model][keep] * size
+        centre = raw[:, 0:2] + anchors
+        half = raw[:, 2:4] / 2
+        offset = np.array([left, top], dtype=np.float32)
+        boxes = (np.concatenate([centre - half, centre + half], axis=1) - np.tile(offset, 2)) / scale
+        points = (raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :] - offset) / scale
+        return boxes, scores, points
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Find faces in an RGB ``uint8`` image ``(H, W, 3)``."""
@@ -248,25 +308,26 @@ class BlazeFaceDetector:
                 f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}"
             )
         self._load()
-        canvas, scale, left, top = self._letterbox(image)
-        tensor = (canvas.astype(np.float32) / 127.5 - 1.0)[None]
-        self._interpreter.set_tensor(self._in, tensor)
-        self._interpreter.invoke()
-        raw = self._interpreter.get_tensor(self._out_boxes)[0]
-        logits = self._interpreter.get_tensor(self._out_scores)[0, :, 0]
-        logits = np.clip(logits, -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT)
-        scores = 1.0 / (1.0 + np.exp(-logits))
-        keep = scores >= self.min_score
-        if not keep.any():
-            return []
-        raw, scores, anchors = raw[keep], scores[keep], self._anchors[keep] * self._size
-        centre = raw[:, 0:2] + anchors
-        half = raw[:, 2:4] / 2
-        boxes = np.concatenate([centre - half, centre + half], axis=1)
-        points = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
-        offset = np.array([left, top], dtype=np.float32)
-        boxes = (boxes - np.tile(offset, 2)) / scale
-        points = (points - offset) / scale
+        parts = [self._candidates(image, model) for model in self._models]
+        for x0, y0, side in self._tiles(image.shape[:2]):
+            tile = np.ascontiguousarray(image[y0 : y0 + side, x0 : x0 + side])
+            boxes, scores, points = self._candidates(tile, self._models[0])
+            # a face cut by an edge of the square inside the frame is left to the other passes
+            reach = 0.15 * np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+            h, w = image.shape[:2]
+            cut = np.zeros(len(boxes), dtype=bool)
+            if x0 > 0:
+                cut |= boxes[:, 0] < reach
+            if x0 + side < w:
+                cut |= boxes[:, 2] > side - reach
+            if y0 > 0:
+                cut |= boxes[:, 1] < reach
+            if y0 + side < h:
+                cut |= boxes[:, 3] > side - reach
+            boxes, scores, points = boxes[~cut], scores[~cut], points[~cut]
+            shift = np.array([x0, y0], dtype=np.float32)
+            parts.append((boxes + np.tile(shift, 2), scores, points + shift))
+        boxes, scores, points = (np.concatenate(p) for p in zip(*parts, strict=True))
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         faces = weighted_nms(boxes[valid], scores[valid], points[valid], self.nms_iou)
         h, w = image.shape[:2]

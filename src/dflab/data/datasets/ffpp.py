@@ -166,6 +166,12 @@ def warn_unlisted(listed: dict[Path, set[str]], root: Path, dataset: str, logger
     return total
 
 
+def _mask(root: Path, method: str, name: str) -> str:
+    """The official mask video of a fake (``<method>/masks/videos/<name>.mp4``), if downloaded."""
+    path = root / "manipulated_sequences" / method / "masks" / "videos" / f"{name}.mp4"
+    return str(path) if path.is_file() else ""
+
+
 def _scan_dfd(root: Path, options: FFppOptions) -> list[VideoItem]:
     comp = options.compression
     split = "" if options.dfd_split == "auto" else options.dfd_split
@@ -184,7 +190,7 @@ def _scan_dfd(root: Path, options: FFppOptions) -> list[VideoItem]:
             target = actors.split("_")[0]
             scene = rest.rpartition("__")[0] or rest
             items.append(VideoItem(str(p), 1, split, f"actors/{target}", DFD, key=f"{DFD}/{p.stem}",
-                                   sources=(f"actors/{target}__{scene}",)))
+                                   sources=(f"actors/{target}__{scene}",), mask=_mask(root, DFD, p.stem)))
     return items
 
 
@@ -223,7 +229,8 @@ def scan_ffpp(root: Path, options: FFppOptions) -> list[VideoItem]:
                     listed[folder].add(name)
                     if method in kept:
                         items.append(VideoItem(str(folder / f"{name}.mp4"), 1, split, group, method,
-                                               key=f"{method}/{name}", sources=sources))
+                                               key=f"{method}/{name}", sources=sources,
+                                               mask=_mask(root, method, name)))
     warn_unlisted(listed, root, "ffpp")
     if DFD in methods:
         items += _scan_dfd(root, options)

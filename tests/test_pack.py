@@ -1,0 +1,67 @@
+"""One face-index file per dataset: written after a build, read at start, rebuilt when stale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dflab.data.sources import read_manifest
+from dflab.faces.index import _ARRAYS, FaceIndex
+from dflab.faces.pack import dataset_pack_name, load_dataset_faces, pack_file, write_pack
+
+
+@pytest.fixture
+def indexed(small_manifest, tmp_path) -> tuple[FaceIndex, list[str]]:
+    paths = [it.path for it in read_manifest(small_manifest)][:6]
+    index = FaceIndex(tmp_path / "faces", "blazeface", num_frames=4)
+    index.build(paths, workers=0, progress=False)
+    return index, paths
+
+
+def _same(a, b) -> bool:
+    return (a.path, a.num_frames, a.height, a.width, a.error) == (b.path, b.num_frames, b.height, b.width, b.error) \
+        and all(np.array_equal(getattr(a, n), getattr(b, n), equal_nan=True) for n in _ARRAYS)
+
+
+def test_pack_round_trip_reads_one_file(indexed):
+    index, paths = indexed
+    name = dataset_pack_name("demo", paths)
+    assert name.startswith("demo-") and name == dataset_pack_name("demo", list(reversed(paths)))
+    file = write_pack(index, [index.get(p) for p in paths], name)
+    assert file == pack_file(index, name) and file.parent.name == "datasets"
+    entries = sorted(index.folder.glob("*.npz"))
+    for entry in entries:
+        entry.unlink()  # the pack alone must be enough
+    loaded = load_dataset_faces(index, paths, name)
+    assert not list(index.folder.glob("*.npz"))  # nothing was detected again
+    fresh = FaceIndex(index.cache_dir, "blazeface", num_frames=4)
+    for path, faces in zip(paths, loaded, strict=True):
+        assert _same(faces, fresh.get(path))
+        assert len(faces.tracks()) >= 1
+
+
+def test_stale_or_broken_pack_falls_back_and_is_rewritten(indexed):
+    index, paths = indexed
+    name = "demo-partial"
+    write_pack(index, [index.get(p) for p in paths[:3]], name)
+    loaded = load_dataset_faces(index, paths, name)  # three videos come from their entries
+    assert [f.path for f in loaded] == paths
+    again = load_dataset_faces(index, paths, name)
+    assert all(_same(a, b) for a, b in zip(loaded, again, strict=True))
+    pack_file(index, name).write_bytes(b"PK\x03\x04 cut short")  # e.g. copied while written
+    assert all(_same(a, b) for a, b in zip(load_dataset_faces(index, paths, name), loaded, strict=True))
+    assert load_dataset_faces(index, paths, name) and pack_file(index, name).stat().st_size > 100
+
+
+def test_training_setup_writes_the_dataset_pack(fast_overrides):
+    from dflab.config import build_config
+    from dflab.data.datamodule import DeepfakeDataModule
+
+    cfg = build_config({}, fast_overrides)
+    dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
+    dm.prepare_data()
+    dm.setup("fit")
+    packs = list(Path(dm.face_index().folder, "datasets").glob("manifest-*.npz"))
+    assert len(packs) == 1
