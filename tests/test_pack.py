@@ -63,5 +63,7 @@ def test_training_setup_writes_the_dataset_pack(fast_overrides):
     dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
     dm.prepare_data()
     dm.setup("fit")
-    packs = list(Path(dm.face_index().folder, "datasets").glob("manifest-*.npz"))
-    assert len(packs) == 1
+    name = dataset_pack_name("manifest", [it.path for it in dm.items])
+    file = pack_file(dm.face_index(), name)
+    assert file.is_file() and file.parent == Path(dm.face_index().folder, "datasets")
+    assert len(load_dataset_faces(dm.face_index(), [it.path for it in dm.items], name)) == len(dm.items)
