@@ -1,6 +1,7 @@
 """End to end: a 2-trial sweep (real Optuna storage, real MLflow database), then a third trial
 added to the same study, then export of the best checkpoint with a parity check."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,8 @@ def test_sweep_resumes_study_logs_children_and_exports_best(sweep_file, tmp_path
     assert result.num_frames > 4
     exported = {a.path for a in client.list_artifacts(best_run, "export")}
     assert {"export/model.onnx", "export/model.pt2", "export/export.json"} <= exported
+    meta = json.loads((result.onnx_path.parent / "export.json").read_text())
+    assert meta["face_detector"] == "blazeface" and meta["face_crop"] == "box"
     assert "export/onnx_max_abs_diff" in client.get_run(best_run).data.metrics
 
     # The exported files score like the checkpoint on new input, batch size free.

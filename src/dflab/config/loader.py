@@ -257,6 +257,13 @@ def build_config(data: Mapping[str, Any] | None = None, overrides: Iterable[str]
         key, value = parse_override(text)
         _set(merged, key, value)
     cfg = _build(ExperimentConfig, merged)
+    if cfg.data.image_size is None:  # the backbone's own input size
+        from dflab.models import default_image_size
+
+        try:
+            cfg.data.image_size = default_image_size(cfg.model.backbone)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
     _validate(cfg)
     return cfg
 

@@ -51,7 +51,8 @@ class DataConfig:
         frame_stride: step between the frames of a clip.
         train_clips_per_video: random clips drawn from each training video per epoch.
         eval_clips_per_video: evenly spaced clips scored per validation/test video.
-        image_size: side of the square face crop fed to the model.
+        image_size: side of the square face crop fed to the model; ``null`` takes the
+            backbone's own input size (timm's pretrained config, 256 for the MesoNets).
         batch_size: clips per batch (per process under DDP).
         num_workers: DataLoader worker processes.
         augment: training augmentation preset: ``none``, ``light`` or ``strong``.
@@ -70,7 +71,7 @@ class DataConfig:
     frame_stride: int = 1
     train_clips_per_video: int = 8
     eval_clips_per_video: int = 8
-    image_size: int = 96
+    image_size: int | None = 96
     batch_size: int = 32
     num_workers: int = 2
     augment: str = "light"

@@ -69,6 +69,7 @@ class DeepfakeDataModule(pl.LightningDataModule):
             return
         self.items = resolve_items(self.data_cfg, progress=False)
         index = self.face_index()
+        assert self.data_cfg.image_size is not None, "data.image_size is resolved at config load"
         spec = ClipSpec(self.data_cfg.frames_per_clip, self.data_cfg.frame_stride,
                         self.data_cfg.image_size, self.faces_cfg.margin, self.faces_cfg.crop)
         crop_cache = None

@@ -155,6 +155,7 @@ def export_run(run_id: str | None = None, tracking_uri: str = "sqlite:///mlruns/
     meta = {"run_id": run_id, "backbone": cfg.model.backbone, "input": ["B", 3, cfg.data.image_size,
             cfg.data.image_size], "input_range": [0.0, 1.0], "outputs": ["logit", "fake_probability"],
             "face_margin": cfg.faces.margin, "face_crop": cfg.faces.crop,
+            "face_detector": cfg.faces.detector, "face_detector_options": cfg.faces.detector_options,
             "onnx_max_abs_diff": result.onnx_max_abs_diff, "pt2_max_abs_diff": result.pt2_max_abs_diff}
     (target / "export.json").write_text(json.dumps(meta, indent=2))
     for path in (result.onnx_path, result.pt2_path, target / "export.json"):

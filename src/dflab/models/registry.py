@@ -17,18 +17,44 @@ from torch import nn
 
 ModelFn = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelFn] = {}
+_INPUT_SIZE: dict[str, int] = {}
 
 
-def register_model(name: str) -> Callable[[ModelFn], ModelFn]:
-    """Decorator registering a function that builds a backbone returning ``(B, 1)`` logits."""
+def register_model(name: str, input_size: int = 256) -> Callable[[ModelFn], ModelFn]:
+    """Decorator registering a function that builds a backbone returning ``(B, 1)`` logits.
+
+    Args:
+        name: registry name.
+        input_size: the input side the model was designed for (``data.image_size: null``).
+    """
 
     def wrap(fn: ModelFn) -> ModelFn:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = fn
+        _INPUT_SIZE[name] = input_size
         return fn
 
     return wrap
+
+
+def default_image_size(name: str) -> int:
+    """The input side a backbone expects: its registered size, or timm's pretrained config.
+
+    Raises:
+        ValueError: unknown model name.
+    """
+    from dflab.models import mesonet  # noqa: F401  (registers dflab's own models)
+
+    if name in _INPUT_SIZE:
+        return _INPUT_SIZE[name]
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    if not timm.is_model(name):
+        raise ValueError(f"model.backbone: unknown model {name!r}")
+    cfg = get_pretrained_cfg(name)
+    return int(cfg.input_size[-1]) if cfg is not None else 224
 
 
 def list_models() -> list[str]:
@@ -80,7 +106,13 @@ def _timm_model(name: str, img_size: int, pretrained_file: str | None, drop_rate
         if not Path(pretrained_file).is_file():
             raise FileNotFoundError(f"model.pretrained_file: {pretrained_file} does not exist")
         kwargs["pretrained_cfg_overlay"] = {"file": str(pretrained_file), "num_classes": 0}
-    model = timm.create_model(name, pretrained=pretrained_file is not None, **kwargs)
+    try:  # models with position embeddings (ViT, Swin, ...) are built for the crop size
+        model = timm.create_model(name, pretrained=pretrained_file is not None, img_size=img_size,
+                                  **kwargs)
+    except TypeError as err:
+        if "img_size" not in str(err):
+            raise
+        model = timm.create_model(name, pretrained=pretrained_file is not None, **kwargs)
     cfg = timm.data.resolve_data_config({}, model=model)
     return FrameClassifier(model, cfg["mean"], cfg["std"], (3, img_size, img_size))
 

@@ -45,6 +45,7 @@ class RunResult:
 
 def build_module(cfg: ExperimentConfig) -> DetectorModule:
     """The LightningModule for a config, with its network built by :func:`create_model`."""
+    assert cfg.data.image_size is not None, "data.image_size is resolved at config load"
     net = create_model(cfg.model.backbone, img_size=cfg.data.image_size,
                        pretrained_file=cfg.model.pretrained_file, drop_rate=cfg.model.drop_rate)
     return DetectorModule(net, cfg.optim, config=to_dict(cfg), track_score=cfg.faces.track_score)
