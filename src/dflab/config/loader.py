@@ -24,12 +24,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.augment": ("none", "light", "strong"),
     "faces.crop": ("box", "aligned"),
     "faces.track_score": ("max", "mean", "main"),
+    "model.temporal": ("none", "lstm", "gru", "transformer"),
     "optim.name": ("adamw", "adam", "sgd"),
     "optim.scheduler": ("cosine", "none"),
 }
 POSITIVE = ("data.frames_per_clip", "data.frame_stride", "data.train_clips_per_video",
             "data.eval_clips_per_video", "data.image_size", "data.batch_size", "faces.num_frames",
-            "trainer.max_epochs", "trainer.devices", "trainer.accumulate_grad_batches", "optim.lr")
+            "trainer.max_epochs", "trainer.devices", "trainer.accumulate_grad_batches", "optim.lr",
+            "model.temporal_hidden", "model.temporal_layers")
 
 
 class ConfigError(ValueError):

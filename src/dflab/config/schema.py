@@ -134,11 +134,20 @@ class ModelConfig:
         backbone: a registered dflab model (``meso4``) or any timm model name.
         pretrained_file: local weights file for the backbone (no hub download), or ``null``.
         drop_rate: dropout before the classifier.
+        temporal: ``none`` scores each frame (a clip's score is the mean of its frames');
+            ``lstm``, ``gru`` (bidirectional) or ``transformer`` score a whole window of
+            ``data.frames_per_clip`` frames from the backbone's embeddings.
+        temporal_hidden: hidden size (per direction) of the recurrent head, or the
+            transformer's width.
+        temporal_layers: stacked layers of the temporal head.
     """
 
     backbone: str = "meso4"
     pretrained_file: str | None = None
     drop_rate: float = 0.0
+    temporal: str = "none"
+    temporal_hidden: int = 256
+    temporal_layers: int = 1
 
 
 @dataclass

@@ -27,7 +27,7 @@ class ExportParityError(RuntimeError):
 
 
 class ScoringModel(nn.Module):
-    """Frame classifier returning ``(logit, probability)``."""
+    """Frame (or, for temporal networks, window) classifier returning ``(logit, probability)``."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
@@ -64,7 +64,8 @@ def load_checkpoint(path: str | Path) -> tuple[ExperimentConfig, nn.Module]:
 
 
 def sample_frames(cfg: ExperimentConfig, count: int = 32) -> torch.Tensor:
-    """Real face crops from the run's dataset (test split if present, else validation)."""
+    """Real face crops from the run's dataset (test split if present, else validation): frames
+    ``(N*T, 3, H, W)``, or windows ``(N, T, 3, H, W)`` for a temporal network."""
     from dflab.data.datamodule import DeepfakeDataModule
 
     cfg.data.num_workers = 0
@@ -74,6 +75,8 @@ def sample_frames(cfg: ExperimentConfig, count: int = 32) -> torch.Tensor:
     dataset = dm.datasets["test" if dm.has_split("test") else "val"]
     step = max(1, len(dataset) // count)
     clips = [dataset[i]["clip"] for i in range(0, len(dataset), step)][:count]
+    if cfg.model.temporal != "none":
+        return torch.stack(clips)  # (N, T, 3, H, W): temporal networks score windows
     return torch.cat(clips)  # (N*T, 3, H, W)
 
 
@@ -90,6 +93,7 @@ def export_model(net: nn.Module, frames: torch.Tensor, out_dir: str | Path, atol
     model = ScoringModel(net).eval()
     example = frames[:2].contiguous()
     batch = torch.export.Dim("batch", min=1, max=4096)
+    name = "clips" if getattr(net, "takes_clips", False) else "frames"
     with torch.no_grad():
         eager = model(frames)[0].numpy()
 
@@ -100,11 +104,11 @@ def export_model(net: nn.Module, frames: torch.Tensor, out_dir: str | Path, atol
         pt2 = reloaded(frames)[0].numpy()
 
         onnx_path = out / "model.onnx"
-        torch.onnx.export(model, (example,), str(onnx_path), input_names=["frames"],
+        torch.onnx.export(model, (example,), str(onnx_path), input_names=[name],
                           output_names=["logit", "fake_probability"],
                           dynamic_shapes={"frames": {0: batch}}, dynamo=True, verbose=False)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    onnx_logits = session.run(["logit"], {"frames": frames.numpy()})[0]
+    onnx_logits = session.run(["logit"], {name: frames.numpy()})[0]
 
     result = ExportResult(onnx_path, pt2_path, float(np.abs(onnx_logits - eager).max()),
                           float(np.abs(pt2 - eager).max()), len(frames))
@@ -152,8 +156,11 @@ def export_run(run_id: str | None = None, tracking_uri: str = "sqlite:///mlruns/
     target = Path(out_dir) / run_id
     print(f"exporting run {run_id} ({cfg.name}, {cfg.model.backbone}) to {target}")
     result = export_model(net, sample_frames(cfg), target, atol)
-    meta = {"run_id": run_id, "backbone": cfg.model.backbone, "input": ["B", 3, cfg.data.image_size,
-            cfg.data.image_size], "input_range": [0.0, 1.0], "outputs": ["logit", "fake_probability"],
+    window = [cfg.data.frames_per_clip] if cfg.model.temporal != "none" else []
+    meta = {"run_id": run_id, "backbone": cfg.model.backbone, "temporal": cfg.model.temporal,
+            "input": ["B", *window, 3, cfg.data.image_size, cfg.data.image_size],
+            "input_name": "clips" if window else "frames",
+            "input_range": [0.0, 1.0], "outputs": ["logit", "fake_probability"],
             "face_margin": cfg.faces.margin, "face_crop": cfg.faces.crop,
             "face_detector": cfg.faces.detector, "face_detector_options": cfg.faces.detector_options,
             "onnx_max_abs_diff": result.onnx_max_abs_diff, "pt2_max_abs_diff": result.pt2_max_abs_diff}

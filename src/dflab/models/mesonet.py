@@ -58,6 +58,12 @@ class Meso4(nn.Module):
         )
         self.head = _head(16 * _pooled_side(img_size) ** 2, drop_rate)
 
+    num_features = 16  # the head's hidden layer, used as the frame embedding
+
+    def embed(self, x):
+        """The 16-d hidden layer of the head (after LeakyReLU)."""
+        return self.head[:4](self.features(x))
+
     def forward(self, x):
         return self.head(self.features(x))
 
@@ -108,6 +114,12 @@ class MesoInception4(nn.Module):
             _block(16, 16, 5, 4),
         )
         self.head = _head(16 * _pooled_side(img_size) ** 2, drop_rate)
+
+    num_features = 16  # the head's hidden layer, used as the frame embedding
+
+    def embed(self, x):
+        """The 16-d hidden layer of the head (after LeakyReLU)."""
+        return self.head[:4](self.features(x))
 
     def forward(self, x):
         return self.head(self.features(x))

@@ -92,6 +92,21 @@ class FrameClassifier(nn.Module):
         mean, std = typing.cast(torch.Tensor, self.mean), typing.cast(torch.Tensor, self.std)
         return self.backbone((x - mean) / std).reshape(-1)
 
+    @property
+    def embed_dim(self) -> int:
+        """Size of :meth:`embed`'s output."""
+        bb: typing.Any = self.backbone
+        return int(getattr(bb, "head_hidden_size", None) or bb.num_features)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's pre-logit embedding ``(B, embed_dim)`` of frames in ``[0, 1]``."""
+        mean, std = typing.cast(torch.Tensor, self.mean), typing.cast(torch.Tensor, self.std)
+        x = (x - mean) / std
+        bb: typing.Any = self.backbone
+        if hasattr(bb, "embed"):  # dflab models
+            return bb.embed(x)
+        return bb.forward_head(bb.forward_features(x), pre_logits=True)  # timm models
+
 
 def _timm_model(name: str, img_size: int, pretrained_file: str | None, drop_rate: float) -> FrameClassifier:
     import timm
@@ -118,14 +133,20 @@ def _timm_model(name: str, img_size: int, pretrained_file: str | None, drop_rate
 
 
 def create_model(name: str, img_size: int = 224, pretrained_file: str | None = None,
-                 drop_rate: float = 0.0, **kwargs) -> FrameClassifier:
-    """Build a frame classifier by name.
+                 drop_rate: float = 0.0, temporal: str = "none", temporal_hidden: int = 256,
+                 temporal_layers: int = 1, **kwargs) -> nn.Module:
+    """Build a frame classifier, or a temporal clip classifier around one, by name.
 
     Args:
         name: a dflab model (see :func:`list_models`) or any timm model name.
         img_size: side of the square input crops.
         pretrained_file: local weights file (never downloaded from a hub).
         drop_rate: dropout before the classifier.
+        temporal: ``none`` (a :class:`FrameClassifier` scoring frames) or ``lstm``, ``gru``,
+            ``transformer`` (a :class:`~dflab.models.temporal.TemporalClassifier` scoring
+            ``(B, T, 3, H, W)`` windows from the backbone's embeddings).
+        temporal_hidden: hidden size of the temporal head.
+        temporal_layers: layers of the temporal head.
         **kwargs: passed to a dflab model's builder.
 
     Raises:
@@ -134,6 +155,13 @@ def create_model(name: str, img_size: int = 224, pretrained_file: str | None = N
     """
     from dflab.models import mesonet  # noqa: F401  (registers dflab's own models)
 
+    if temporal != "none":
+        from dflab.models.temporal import TemporalClassifier
+
+        frames = create_model(name, img_size, pretrained_file, drop_rate, **kwargs)
+        assert isinstance(frames, FrameClassifier)
+        return TemporalClassifier(frames, frames.embed_dim, temporal, temporal_hidden,
+                                  temporal_layers, drop_rate=drop_rate)
     if name in _REGISTRY:
         model = _REGISTRY[name](img_size=img_size, drop_rate=drop_rate, **kwargs)
         if pretrained_file is not None:

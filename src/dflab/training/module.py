@@ -57,7 +57,10 @@ class DetectorModule(pl.LightningModule):
             self.stage_metrics(stage).combine = track_score
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        """Score clips ``(B, T, 3, H, W)``: the mean of the frames' logits, shape ``(B,)``."""
+        """Score clips ``(B, T, 3, H, W)``: a temporal network scores the window, a frame
+        network each frame (the clip's logit is then the mean of the frames'); shape ``(B,)``."""
+        if getattr(self.net, "takes_clips", False):
+            return self.net(clips)
         b, t = clips.shape[:2]
         return self.net(clips.flatten(0, 1)).view(b, t).mean(dim=1)
 

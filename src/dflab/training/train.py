@@ -47,7 +47,9 @@ def build_module(cfg: ExperimentConfig) -> DetectorModule:
     """The LightningModule for a config, with its network built by :func:`create_model`."""
     assert cfg.data.image_size is not None, "data.image_size is resolved at config load"
     net = create_model(cfg.model.backbone, img_size=cfg.data.image_size,
-                       pretrained_file=cfg.model.pretrained_file, drop_rate=cfg.model.drop_rate)
+                       pretrained_file=cfg.model.pretrained_file, drop_rate=cfg.model.drop_rate,
+                       temporal=cfg.model.temporal, temporal_hidden=cfg.model.temporal_hidden,
+                       temporal_layers=cfg.model.temporal_layers)
     return DetectorModule(net, cfg.optim, config=to_dict(cfg), track_score=cfg.faces.track_score)
 
 
