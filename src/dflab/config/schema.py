@@ -161,6 +161,9 @@ class OptimConfig:
         momentum: SGD momentum.
         scheduler: ``cosine`` or ``none``.
         warmup_epochs: linear warm-up epochs before the schedule.
+        freeze_backbone_epochs: epochs at the start during which only the classifier head
+            (or the temporal head) trains; the backbone, batch-norm statistics included, is
+            frozen.
     """
 
     name: str = "adamw"
@@ -169,11 +172,15 @@ class OptimConfig:
     momentum: float = 0.9
     scheduler: str = "cosine"
     warmup_epochs: int = 0
+    freeze_backbone_epochs: int = 0
 
 
 @dataclass
 class TrainerConfig:
-    """Arguments passed to ``pytorch_lightning.Trainer`` (the ones dflab supports)."""
+    """Arguments passed to ``pytorch_lightning.Trainer`` (the ones dflab supports), plus
+    ``early_stopping_patience``: stop after this many validation epochs without a better
+    ``monitor`` value (0: never stop early).
+    """
 
     max_epochs: int = 5
     accelerator: str = "auto"
@@ -187,6 +194,7 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     deterministic: bool = False
     enable_progress_bar: bool = True
+    early_stopping_patience: int = 0
 
 
 @dataclass

@@ -115,7 +115,7 @@ class DetectorModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         cfg = self.optim_cfg
-        params = [p for p in self.parameters() if p.requires_grad]
+        params = list(self.parameters())  # frozen warm-up parameters join when they thaw
         if cfg.name == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                                          weight_decay=cfg.weight_decay, nesterov=True)

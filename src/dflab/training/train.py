@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+)
 from pytorch_lightning.loggers import MLFlowLogger
 
 from dflab.config import ExperimentConfig, flatten, save_config, to_dict
@@ -20,6 +25,7 @@ from dflab.data.datamodule import DeepfakeDataModule
 from dflab.models import create_model
 from dflab.tracking.mlflow_utils import ensure_experiment, prepare_tracking
 from dflab.training.breakdown import breakdown, breakdown_metrics, breakdown_table, write_breakdown
+from dflab.training.freeze import BackboneFreeze
 from dflab.training.module import DetectorModule
 from dflab.training.reports import metrics_table, plot_roc, write_predictions
 
@@ -51,6 +57,17 @@ def build_module(cfg: ExperimentConfig) -> DetectorModule:
                        temporal=cfg.model.temporal, temporal_hidden=cfg.model.temporal_hidden,
                        temporal_layers=cfg.model.temporal_layers)
     return DetectorModule(net, cfg.optim, config=to_dict(cfg), track_score=cfg.faces.track_score)
+
+
+def _extra_callbacks(cfg: ExperimentConfig) -> list[Callback]:
+    """Early stopping and the frozen-backbone warm-up, when configured."""
+    extra: list[Callback] = []
+    if cfg.trainer.early_stopping_patience > 0:
+        extra.append(EarlyStopping(monitor=cfg.monitor, mode=_mode(cfg.monitor),
+                                   patience=cfg.trainer.early_stopping_patience))
+    if cfg.optim.freeze_backbone_epochs > 0:
+        extra.append(BackboneFreeze(cfg.optim.freeze_backbone_epochs))
+    return extra
 
 
 def _mode(monitor: str) -> str:
@@ -99,7 +116,8 @@ def run_experiment(
         limit_val_batches=t.limit_val_batches, log_every_n_steps=t.log_every_n_steps,
         deterministic=t.deterministic, enable_progress_bar=progress and t.enable_progress_bar,
         num_sanity_val_steps=0, default_root_dir=cfg.logging.output_dir, logger=logger,
-        callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch"), *callbacks],
+        callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch"), *_extra_callbacks(cfg),
+                   *callbacks],
         enable_model_summary=progress and model_summary,
     )
     trainer.fit(module, datamodule=datamodule)

@@ -1,0 +1,61 @@
+"""Frozen-backbone warm-up epochs and early stopping, in real (short) training runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dflab.config import ConfigError, build_config
+from dflab.models import create_model
+from dflab.training.freeze import backbone_and_head
+
+
+@pytest.mark.parametrize(("name", "temporal"), [("meso4", "none"), ("resnet10t", "none"),
+                                                ("meso4", "gru")])
+def test_head_is_told_apart_from_the_backbone(name, temporal):
+    net = create_model(name, img_size=32, temporal=temporal)
+    backbone, heads = backbone_and_head(net)
+    frozen = {id(p) for p in backbone.parameters()} - {id(p) for h in heads for p in h.parameters()}
+    trainable = [p for p in net.parameters() if id(p) not in frozen]
+    assert frozen and trainable
+    assert sum(p.numel() for p in trainable) < sum(p.numel() for p in net.parameters())
+
+
+def test_backbone_stays_frozen_for_the_warm_up_epochs(fast_overrides):
+    import pytorch_lightning as pl
+
+    from dflab.data.datamodule import DeepfakeDataModule
+    from dflab.training.freeze import BackboneFreeze
+    from dflab.training.train import build_module
+
+    cfg = build_config({}, [*fast_overrides, "optim.freeze_backbone_epochs=1", "trainer.max_epochs=2"])
+    module = build_module(cfg)
+    backbone, heads = backbone_and_head(module.net)
+    head_ids = {id(p) for h in heads for p in h.parameters()}
+    conv = next(p for p in backbone.parameters() if id(p) not in head_ids)
+    bn = next(m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    head = next(iter(heads[0].parameters()))
+    start = (conv.detach().clone(), bn.running_mean.clone(), head.detach().clone())
+
+    def fit(epochs: int) -> None:
+        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
+                             enable_model_summary=False, enable_checkpointing=False,
+                             callbacks=[BackboneFreeze(1)], num_sanity_val_steps=0)
+        trainer.fit(module, datamodule=DeepfakeDataModule(cfg.data, cfg.faces, progress=False))
+
+    fit(1)
+    assert torch.equal(conv, start[0]) and torch.equal(bn.running_mean, start[1])
+    assert not torch.equal(head, start[2])  # the head trained
+    fit(2)  # a new trainer from epoch 0 would freeze again: run two epochs, the second unfrozen
+    assert not torch.equal(conv, start[0])
+
+
+def test_early_stopping_and_negative_values(fast_overrides):
+    from dflab.training.train import _extra_callbacks
+
+    cfg = build_config({}, [*fast_overrides, "trainer.early_stopping_patience=2", "optim.freeze_backbone_epochs=1"])
+    names = [type(c).__name__ for c in _extra_callbacks(cfg)]
+    assert names == ["EarlyStopping", "BackboneFreeze"]
+    assert _extra_callbacks(build_config({}, fast_overrides)) == []
+    with pytest.raises(ConfigError, match=r"optim\.freeze_backbone_epochs: must be >= 0"):
+        build_config({}, [*fast_overrides, "optim.freeze_backbone_epochs=-1"])
