@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def _dflab(*args):
     return subprocess.run([sys.executable, "-m", "dflab", *args], capture_output=True, text=True, timeout=120)
@@ -50,3 +52,36 @@ def test_missing_scrfd_pack_is_explained_before_work(tmp_path):
                   f"faces.detector_options={{root: {tmp_path}}}")
     assert proc.returncode == 2
     assert f"{tmp_path}/buffalo_l does not exist" in proc.stderr and "faces.detector_options" in proc.stderr
+
+
+@pytest.mark.slow
+def test_faces_command_survives_kill_9_and_resumes(small_manifest, tmp_path):
+    """SIGKILL the whole `dflab faces` process group mid-build: every finished entry is intact
+    and the rerun detects only the rest."""
+    import os
+    import signal
+    import time
+
+    from dflab.data.sources import read_manifest
+    from dflab.faces.index import FaceIndex
+
+    cache = tmp_path / "faces"
+    args = ("faces", "experiments/mesonet4_demo.yaml", "data.source=manifest", f"data.root={small_manifest}",
+            "data.options={}", f"faces.cache_dir={cache}", "faces.num_frames=16", "faces.workers=2",
+            "faces.detector=dlib_hog")  # the slow detector leaves time to kill mid-build
+    proc = subprocess.Popen([sys.executable, "-m", "dflab", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and len(list(cache.rglob("*.npz"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    paths = [it.path for it in read_manifest(small_manifest)]
+    index = FaceIndex(cache, "dlib_hog", num_frames=16)
+    done = [p for p in paths if index.cache_file(p).exists()]
+    assert 3 <= len(done) < len(paths)
+    assert all(index.cached(p) is not None for p in done)  # nothing half-written
+    rerun = _dflab(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"detected now    {len(paths) - len(done)}" in rerun.stdout
+    assert f"from cache      {len(done)}" in rerun.stdout
