@@ -73,8 +73,8 @@ data-check: $(STAMP) ## Check the dataset of EXP: counts, missing/broken videos,
 demo: $(STAMP) ## Generate the built-in demo dataset under data/demo
 	$(DFLAB) demo
 
-evaluate: $(STAMP) ## Score the latest sweep's best (or RUN=<run id>) on the test split of DATASETS="a.yaml b.yaml"
-	$(DFLAB) evaluate $(DATASETS) $(if $(RUN),--run-id $(RUN))
+evaluate: $(STAMP) ## Score the latest sweep's best (or RUN="<run id> [<run id> ...]", several = an ensemble) on DATASETS="a.yaml b.yaml"
+	$(DFLAB) evaluate $(DATASETS) $(foreach r,$(RUN),--run-id $(r))
 
 export: $(STAMP) ## Export the best checkpoint of the latest sweep (or RUN=<run id>) to ONNX and .pt2
 	$(DFLAB) export $(if $(RUN),--run-id $(RUN))

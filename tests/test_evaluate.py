@@ -60,3 +60,46 @@ def test_one_table_over_several_test_sets(fast_overrides, small_manifest, face_c
     table = client.download_artifacts(run.run_id, "evaluation/cross_dataset.csv", str(tmp_path))
     with open(table) as fh:
         assert [r["test_set"] for r in csv.DictReader(fh)] == ["demo-all", "demo-one-id"]
+
+
+def test_ensemble_of_two_runs_averages_logits(fast_overrides, small_manifest, face_cache, tmp_path, monkeypatch):
+    import torch
+
+    from dflab.export.export import load_checkpoint
+    from dflab.models.ensemble import EnsembleClassifier
+
+    monkeypatch.chdir(tmp_path)
+    runs = [run_experiment(build_config({"name": f"member{k}"}, [*fast_overrides, f"seed={k}",
+                                        f"model.backbone={name}"]), progress=False)
+            for k, name in enumerate(("meso4", "resnet10t"))]
+    uri = build_config({}, fast_overrides).logging.tracking_uri
+    sets = [_dataset_yaml(tmp_path / "a.yaml", "demo-all", small_manifest, face_cache)]
+    ids = [r.run_id for r in runs]
+    single = [cross_dataset_evaluation(sets, run_id=rid, tracking_uri=uri, progress=False)[0] for rid in ids]
+    both = cross_dataset_evaluation(sets, run_id=ids, tracking_uri=uri, progress=False)[0]
+    assert both.n_real == single[0].n_real and math.isfinite(both.metrics["video_auroc"])
+    # the ensemble's results go to a new run that names its members
+    client = MlflowClient(uri)
+    ensembles = client.search_runs([client.get_run(ids[0]).info.experiment_id], "tags.`dflab.kind` = 'ensemble'")
+    assert len(ensembles) == 1 and ensembles[0].data.tags["dflab.members"] == ",".join(ids)
+    assert ensembles[0].data.metrics["eval/demo-all/video_auroc"] == pytest.approx(both.metrics["video_auroc"])
+    # mean of logits, member by member
+    nets = [load_checkpoint(r.best_checkpoint)[1].eval() for r in runs]
+    clips = torch.rand(3, 1, 3, 64, 64)
+    with torch.no_grad():
+        expected = (nets[0](clips[:, 0]) + nets[1](clips[:, 0])) / 2
+        got = EnsembleClassifier(nets)(clips)
+        prob = EnsembleClassifier(nets, "mean_prob")(clips)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert torch.allclose(torch.sigmoid(prob), (torch.sigmoid(nets[0](clips[:, 0])) +
+                                                torch.sigmoid(nets[1](clips[:, 0]))) / 2, atol=1e-5)
+
+
+def test_ensemble_members_must_read_the_same_crops(fast_overrides):
+    from dflab.evaluate.cross_dataset import check_members_agree
+
+    a = build_config({}, fast_overrides)
+    b = build_config({}, [*fast_overrides, "faces.margin=1.5"])
+    check_members_agree([("a", a), ("a2", a)])
+    with pytest.raises(ValueError, match=r"faces.margin is 1.3 in a but 1.5 in b"):
+        check_members_agree([("a", a), ("b", b)])

@@ -61,7 +61,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from dflab.evaluate.cross_dataset import cross_dataset_evaluation
 
     cross_dataset_evaluation(args.datasets, run_id=args.run_id, checkpoint=args.checkpoint,
-                             tracking_uri=args.tracking_uri, overrides=args.set or ())
+                             tracking_uri=args.tracking_uri, overrides=args.set or (),
+                             combine=args.combine)
     return 0
 
 
@@ -129,10 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("overrides", nargs="*", metavar="key=value")
     f.set_defaults(fn=_faces)
 
-    v = sub.add_parser("evaluate", help="score a checkpoint on the test split of several datasets")
+    v = sub.add_parser("evaluate", help="score a checkpoint (or an ensemble) on the test split of several datasets")
     v.add_argument("datasets", nargs="+", help="experiment (or dataset) YAMLs naming the test sets")
-    v.add_argument("--run-id", default=None, help="MLflow run (default: best trial of the latest sweep)")
-    v.add_argument("--checkpoint", default=None, help="a local .ckpt instead of an MLflow run")
+    v.add_argument("--run-id", action="append", default=None,
+                   help="MLflow run (default: best trial of the latest sweep); repeat for an ensemble")
+    v.add_argument("--checkpoint", action="append", default=None,
+                   help="a local .ckpt instead of an MLflow run; repeat for an ensemble")
+    v.add_argument("--combine", choices=("mean_logit", "mean_prob"), default="mean_logit",
+                   help="how an ensemble combines its members' scores")
     v.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db")
     v.add_argument("--set", action="append", metavar="key=value",
                    help="override applied to every dataset config (repeatable)")

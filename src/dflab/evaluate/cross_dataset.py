@@ -116,42 +116,81 @@ def write_results(path: str | Path, results: Sequence[TestSetResult]) -> Path:
     return path
 
 
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, (str, Path)) else list(value)
+
+
+def check_members_agree(configs: Sequence[tuple[str, ExperimentConfig]]) -> None:
+    """Ensemble members must read the same crops.
+
+    Raises:
+        ValueError: a crop setting differs (names the key, both members and values).
+    """
+    keys = {"data.image_size": lambda c: c.data.image_size,
+            "data.frames_per_clip": lambda c: c.data.frames_per_clip,
+            "data.frame_stride": lambda c: c.data.frame_stride,
+            "faces.margin": lambda c: c.faces.margin, "faces.crop": lambda c: c.faces.crop}
+    first_name, first = configs[0]
+    for name, cfg in configs[1:]:
+        for key, get in keys.items():
+            if get(cfg) != get(first):
+                raise ValueError(f"ensemble members read different crops: {key} is {get(first)!r} "
+                                 f"in {first_name} but {get(cfg)!r} in {name}")
+
+
 def cross_dataset_evaluation(
-    datasets: Sequence[str | Path], *, run_id: str | None = None, checkpoint: str | Path | None = None,
+    datasets: Sequence[str | Path], *, run_id: str | Sequence[str] | None = None,
+    checkpoint: str | Path | Sequence[str | Path] | None = None,
     tracking_uri: str = "sqlite:///mlruns/mlflow.db", overrides: Sequence[str] = (),
-    progress: bool = True,
+    combine: str = "mean_logit", progress: bool = True,
 ) -> list[TestSetResult]:
-    """Score a checkpoint on the test split of every dataset and log one table.
+    """Score a checkpoint, or an ensemble of several, on the test split of every dataset and
+    log one table.
 
     Args:
         datasets: experiment (or dataset-only) YAML files naming the test sets.
-        run_id: MLflow run whose best checkpoint is scored (results are logged to it); by
-            default the best trial of the latest sweep.
-        checkpoint: a local checkpoint file instead of a run (results are only printed and
+        run_id: MLflow run(s) whose best checkpoint is scored; by default the best trial of the
+            latest sweep. One run gets the results logged to it; several form an ensemble whose
+            results go to a new MLflow run tagged with its members.
+        checkpoint: local checkpoint file(s) instead of runs (results are only printed and
             written under ``outputs/evaluation/``).
-        tracking_uri: MLflow tracking URI of ``run_id``.
+        tracking_uri: MLflow tracking URI of the runs.
         overrides: ``key=value`` overrides applied to every dataset config.
+        combine: how an ensemble combines its members: ``mean_logit`` or ``mean_prob``.
         progress: progress bars.
     """
     from dflab.export.export import latest_sweep_best_run, load_checkpoint
+    from dflab.models.ensemble import EnsembleClassifier
     from dflab.tracking.mlflow_utils import client as mlflow_client
 
-    if run_id is not None and checkpoint is not None:
-        raise ValueError("give run_id or checkpoint, not both")
+    run_ids, checkpoints = _as_list(run_id), _as_list(checkpoint)
+    if run_ids and checkpoints:
+        raise ValueError("give run ids or checkpoints, not both")
     targets = [load_config(path, overrides) for path in datasets]  # refuse bad configs first
-    client = mlflow_client(LoggingConfig(tracking_uri=tracking_uri)) if checkpoint is None else None
-    if client is not None and run_id is None:
-        run_id = latest_sweep_best_run(client)
+    client = mlflow_client(LoggingConfig(tracking_uri=tracking_uri)) if not checkpoints else None
+    if client is not None and not run_ids:
+        run_ids = [latest_sweep_best_run(client)]
+    members: list[tuple[str, ExperimentConfig, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        if client is not None:
-            local = Path(client.download_artifacts(run_id, "checkpoints", tmp))
+        for i, rid in enumerate(run_ids):
+            local = Path(client.download_artifacts(rid, "checkpoints", f"{tmp}/{i}"))  # type: ignore[union-attr]
             ckpts = sorted(p for p in local.glob("*.ckpt") if p.name.startswith("best"))
             if not ckpts:
-                raise FileNotFoundError(f"run {run_id} has no best checkpoint artifact under checkpoints/")
-            checkpoint = ckpts[0]
-        assert checkpoint is not None
-        trained, net = load_checkpoint(checkpoint)
+                raise FileNotFoundError(f"run {rid} has no best checkpoint artifact under checkpoints/")
+            checkpoints.append(ckpts[0])
+        names = run_ids or [Path(c).stem for c in checkpoints]
+        for name, ckpt in zip(names, checkpoints, strict=True):
+            members.append((name, *load_checkpoint(ckpt)))
+    check_members_agree([(name, cfg) for name, cfg, _ in members])
+    trained = members[0][1]
+    net = members[0][2] if len(members) == 1 else EnsembleClassifier([m[2] for m in members], combine)
     module = DetectorModule(net, trained.optim)
+    if len(members) > 1 and client is not None:
+        run_id = _ensemble_run(client, run_ids, combine, trained)
+    else:
+        run_id = run_ids[0] if run_ids else None
 
     results, curves = [], {}
     for target in targets:
@@ -159,7 +198,9 @@ def cross_dataset_evaluation(
         results.append(result)
         curves[result.name] = (items, vids, probs, labels)
 
-    title = f"{trained.name} ({trained.model.backbone}) on {len(results)} test set(s)"
+    what = (f"{trained.name} ({trained.model.backbone})" if len(members) == 1 else
+            f"ensemble of {len(members)} ({combine}: {', '.join(m[1].model.backbone for m in members)})")
+    title = f"{what} on {len(results)} test set(s)"
     print(results_table(results, title))
     for r in results:
         if r.rows:
@@ -168,7 +209,7 @@ def cross_dataset_evaluation(
             print(f"{r.name}: {len(r.excluded)} test video(s) left out and not scored: "
                   + "; ".join(f"{Path(e['path']).name} ({e['reason']})" for e in r.excluded[:5]))
 
-    out = Path("outputs/evaluation") / (run_id or Path(checkpoint).stem)
+    out = Path("outputs/evaluation") / (run_id or "-".join(Path(c).stem for c in checkpoints))
     files = [write_results(out / "cross_dataset.csv", results)]
     files.append(plot_roc({name: (c[2].numpy(), c[3].numpy()) for name, c in curves.items()},
                           out / "cross_dataset_roc.png", title))
@@ -188,3 +229,15 @@ def cross_dataset_evaluation(
     else:
         print(f"wrote the table, ROC plot and predictions to {out}")
     return results
+
+
+def _ensemble_run(client: Any, run_ids: Sequence[str], combine: str, first: ExperimentConfig) -> str:
+    """A new MLflow run (in the first member's experiment) for an ensemble's results."""
+    experiment = client.get_run(run_ids[0]).info.experiment_id
+    run = client.create_run(experiment, run_name=f"ensemble-{len(run_ids)}", tags={
+        "dflab.kind": "ensemble", "dflab.members": ",".join(run_ids), "dflab.experiment": first.name})
+    client.log_param(run.info.run_id, "ensemble.combine", combine)
+    for k, rid in enumerate(run_ids):
+        client.log_param(run.info.run_id, f"ensemble.member{k}", rid)
+    client.set_terminated(run.info.run_id)
+    return str(run.info.run_id)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dflab.config.schema import OptimConfig
+from dflab.models.ensemble import clip_logits
 from dflab.training.metrics import DetectionMetrics
 
 
@@ -59,10 +60,7 @@ class DetectorModule(pl.LightningModule):
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         """Score clips ``(B, T, 3, H, W)``: a temporal network scores the window, a frame
         network each frame (the clip's logit is then the mean of the frames'); shape ``(B,)``."""
-        if getattr(self.net, "takes_clips", False):
-            return self.net(clips)
-        b, t = clips.shape[:2]
-        return self.net(clips.flatten(0, 1)).view(b, t).mean(dim=1)
+        return clip_logits(self.net, clips)
 
     def model_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = self(batch["clip"])
