@@ -16,6 +16,7 @@ SWEEP ?= sweeps/demo.yaml
 DATASETS ?= $(EXP)
 ARGS ?=
 RUN ?=
+RESUME ?=
 PORT ?= 5000
 PYTEST_ARGS ?=
 
@@ -61,8 +62,8 @@ test-fast: $(STAMP) ## Run the tests not marked slow
 sweep: $(STAMP) ## Optuna sweep (default: the built-in demo dataset) logged to MLflow
 	$(DFLAB) sweep $(SWEEP) $(ARGS)
 
-train: $(STAMP) ## Train one experiment: make train EXP=experiments/x.yaml ARGS="trainer.max_epochs=3"
-	$(DFLAB) train $(EXP) $(ARGS)
+train: $(STAMP) ## Train one experiment: make train EXP=experiments/x.yaml ARGS="trainer.max_epochs=3" [RESUME=<ckpt or run id>]
+	$(DFLAB) train $(EXP) $(ARGS) $(if $(RESUME),--resume $(RESUME))
 
 faces: $(STAMP) ## Detect faces once for the experiment's dataset (cached)
 	$(DFLAB) faces $(EXP) $(ARGS)

@@ -93,3 +93,31 @@ def test_nan_loss_stops_with_a_clear_message():
              "video_idx": torch.tensor([0, 1]), "clip_idx": torch.tensor([0, 1])}
     with pytest.raises(NonFiniteLossError, match=r"training loss is nan .*optim.lr=0.5"):
         module.training_step(batch, 0)
+
+
+@pytest.mark.slow
+def test_resume_continues_the_run_optimizer_and_mlflow_history(fast_overrides, tmp_path):
+    cfg = build_config({"name": "resumable"}, fast_overrides)
+    first = run_experiment(cfg, progress=False)
+    last = next(Path(cfg.logging.output_dir).glob(f"*/{first.run_id}/checkpoints/last.ckpt"))
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    assert state["dflab_mlflow_run_id"] == first.run_id and state["epoch"] == 0
+    assert state["optimizer_states"] and state["lr_schedulers"]
+
+    more = build_config({"name": "resumable"}, [*fast_overrides, "trainer.max_epochs=3"])
+    resumed = run_experiment(more, progress=False, resume=first.run_id)  # by run id
+    assert resumed.run_id == first.run_id
+    client = MlflowClient(cfg.logging.tracking_uri)
+    history = client.get_metric_history(first.run_id, "val/video_auroc")
+    assert sorted(m.step for m in history) == sorted({m.step for m in history}) and len(history) == 3
+    assert client.get_run(first.run_id).data.tags["dflab.resumed_from"] == str(last)
+    final = torch.load(next(Path(cfg.logging.output_dir).glob(f"*/{first.run_id}/checkpoints/last.ckpt")),
+                       map_location="cpu", weights_only=False)
+    assert final["epoch"] >= 2 and final["global_step"] > state["global_step"]
+
+
+def test_resume_names_what_it_could_not_find(tmp_path):
+    from dflab.training.train import resume_point
+
+    with pytest.raises(FileNotFoundError, match=r"--resume abc123: not a checkpoint file"):
+        resume_point("abc123", tmp_path)

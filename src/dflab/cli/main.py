@@ -20,7 +20,7 @@ def _train(args: argparse.Namespace) -> int:
     from dflab.training.train import run_experiment
 
     cfg = load_config(args.experiment, args.overrides)
-    run_experiment(cfg)
+    run_experiment(cfg, resume=args.resume)
     return 0
 
 
@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one experiment (YAML + key=value overrides)")
     t.add_argument("experiment")
     t.add_argument("overrides", nargs="*", metavar="key=value")
+    t.add_argument("--resume", default=None, metavar="CKPT_OR_RUN_ID",
+                   help="continue a run from its checkpoint (optimizer, scheduler, MLflow run)")
     t.set_defaults(fn=_train)
 
     s = sub.add_parser("sweep", help="Optuna sweep logged to MLflow (adds trials to the study)")

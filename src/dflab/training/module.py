@@ -135,5 +135,9 @@ class DetectorModule(pl.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
+    #: MLflow run the module logs to (saved in checkpoints so a resumed run continues it)
+    mlflow_run_id: str | None = None
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dflab_config"] = self.config
+        checkpoint["dflab_mlflow_run_id"] = self.mlflow_run_id

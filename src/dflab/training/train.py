@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import (
     Callback,
     EarlyStopping,
@@ -59,6 +60,28 @@ def build_module(cfg: ExperimentConfig) -> DetectorModule:
     return DetectorModule(net, cfg.optim, config=to_dict(cfg), track_score=cfg.faces.track_score)
 
 
+def resume_point(resume: str | Path, output_dir: str | Path) -> tuple[Path, str | None]:
+    """The checkpoint to resume from and the MLflow run it belongs to.
+
+    Args:
+        resume: a ``.ckpt`` file, or an MLflow run id whose ``last.ckpt`` lies under
+            ``output_dir/<experiment id>/<run id>/checkpoints/``.
+
+    Raises:
+        FileNotFoundError: neither a checkpoint file nor a run with a ``last.ckpt`` (named).
+    """
+    path = Path(resume)
+    if not path.is_file():
+        found = sorted(Path(output_dir).glob(f"*/{resume}/checkpoints/last.ckpt"))
+        if not found:
+            raise FileNotFoundError(
+                f"--resume {resume}: not a checkpoint file, and no {output_dir}/*/{resume}/"
+                "checkpoints/last.ckpt (give the .ckpt path, or the run id of a run trained here)")
+        path = found[0]
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return path, state.get("dflab_mlflow_run_id")
+
+
 def _extra_callbacks(cfg: ExperimentConfig) -> list[Callback]:
     """Early stopping and the frozen-backbone warm-up, when configured."""
     extra: list[Callback] = []
@@ -81,6 +104,7 @@ def run_experiment(
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
     model_summary: bool = True,
+    resume: str | Path | None = None,
 ) -> RunResult:
     """Train (and test, when the data has a test split) one experiment, logged to MLflow.
 
@@ -90,6 +114,10 @@ def run_experiment(
         callbacks: extra Lightning callbacks (e.g. Optuna pruning).
         progress: progress bars.
         model_summary: print the layer summary before training.
+        resume: a checkpoint (or the MLflow run id of a run whose ``last.ckpt`` is under
+            ``logging.output_dir``) to continue from: weights, optimizer and scheduler state,
+            epoch and the best-checkpoint record are restored, and metrics go on in the same
+            MLflow run. Raise ``trainer.max_epochs`` to train further than the run planned.
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = DeepfakeDataModule(cfg.data, cfg.faces, seed=cfg.seed, progress=progress)
@@ -97,13 +125,18 @@ def run_experiment(
 
     uri = prepare_tracking(cfg.logging)
     ensure_experiment(cfg.logging)
+    ckpt_path, resumed_run = resume_point(resume, cfg.logging.output_dir) if resume else (None, None)
     logger = MLFlowLogger(
         experiment_name=cfg.logging.experiment, run_name=cfg.logging.run_name or cfg.name,
         tracking_uri=uri, tags={"dflab.kind": "train", "dflab.experiment": cfg.name, **(tags or {})},
-        log_model=False,
+        log_model=False, run_id=resumed_run,
     )
-    logger.log_hyperparams({k: v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v)
-                            for k, v in flatten(to_dict(cfg)).items()})
+    if resumed_run is None:
+        logger.log_hyperparams({k: v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v)
+                                for k, v in flatten(to_dict(cfg)).items()})
+    else:  # params stay those of the first start (MLflow refuses to change them)
+        logger.experiment.set_tag(resumed_run, "dflab.resumed_from", str(ckpt_path))
+    module.mlflow_run_id = logger.run_id
 
     monitor = cfg.monitor
     checkpoint = ModelCheckpoint(monitor=monitor, mode=_mode(monitor), save_top_k=1, save_last=True,
@@ -120,7 +153,7 @@ def run_experiment(
                    *callbacks],
         enable_model_summary=progress and model_summary,
     )
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     best_path = checkpoint.best_model_path or checkpoint.last_model_path
     score = checkpoint.best_model_score
     best_score = float(score) if score is not None else math.nan
