@@ -223,6 +223,8 @@ def _validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"faces.frame_step: must be >= 0 (0 = evenly spaced), got {cfg.faces.frame_step!r}")
     if not 0.0 <= cfg.faces.min_track_coverage <= 1.0:
         raise ConfigError(f"faces.min_track_coverage: must be in [0, 1], got {cfg.faces.min_track_coverage!r}")
+    if not 0.0 <= cfg.data.self_blend <= 1.0:
+        raise ConfigError(f"data.self_blend: must be in [0, 1], got {cfg.data.self_blend!r}")
     for key in ("data.val_fraction", "data.test_fraction"):
         if not 0.0 <= flat[key] < 1.0:
             raise ConfigError(f"{key}: must be in [0, 1), got {flat[key]!r}")

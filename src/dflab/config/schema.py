@@ -51,6 +51,10 @@ class DataConfig:
         frame_stride: step between the frames of a clip.
         train_clips_per_video: random clips drawn from each training video per epoch.
         eval_clips_per_video: evenly spaced clips scored per validation/test video.
+        self_blend: probability that a real training clip becomes a self-blended pseudo-fake
+            (Shiohara & Yamasaki, CVPR 2022): the face blended with an altered copy of itself
+            through a landmark mask, labelled fake. With ``1.0`` and no fakes in the training
+            split, a detector trains from real videos alone.
         image_size: side of the square face crop fed to the model; ``null`` takes the
             backbone's own input size (timm's pretrained config, 256 for the MesoNets).
         batch_size: clips per batch (per process under DDP).
@@ -75,6 +79,7 @@ class DataConfig:
     batch_size: int = 32
     num_workers: int = 2
     augment: str = "light"
+    self_blend: float = 0.0
 
 
 @dataclass

@@ -99,6 +99,7 @@ class DeepfakeDataModule(pl.LightningDataModule):
                 min_track_coverage=self.faces_cfg.min_track_coverage, crop_cache=crop_cache,
                 video_keys=[index.key(it.path) for it in items] if crop_cache else (),
                 train_tracks=training_tracks(items, faces_list, index, self.progress) if train else (),
+                self_blend=self.data_cfg.self_blend,
             )
         for split in self.required:
             if split not in self.datasets:
@@ -108,6 +109,8 @@ class DeepfakeDataModule(pl.LightningDataModule):
                     f"data.val_fraction"
                 )
             labels = {it.label for it in self.split_items[split]}
+            if split == "train" and self.data_cfg.self_blend > 0:
+                labels.add(1)  # self-blended pseudo-fakes are the fake class
             if labels != {0, 1}:
                 raise DatasetLayoutError(
                     f"{self.data_cfg.root}: the {split} split holds only "

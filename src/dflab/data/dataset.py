@@ -15,10 +15,11 @@ import torch
 from torch.utils.data import Dataset
 
 from dflab.data.clips import random_clip, uniform_clips
+from dflab.data.self_blend import self_blend_clip
 from dflab.data.sources import VideoItem
 from dflab.data.transforms import apply_to_clip, build_transform
 from dflab.data.video import read_frames
-from dflab.faces.crop import crop_face, crop_face_aligned
+from dflab.faces.crop import aligned_template, crop_face, crop_face_aligned, square_box
 from dflab.faces.crop_cache import CropCache
 from dflab.faces.index import VideoFaces
 
@@ -77,13 +78,15 @@ class FaceClipDataset(Dataset):
         crop_cache: where crops are cached (``None``: always decode).
         video_keys: face-index key per item (needed with ``crop_cache``).
         train_tracks: track used for training per item (default: track 0, the main face).
+        self_blend: probability that a real training clip is turned into a self-blended
+            pseudo-fake (label 1; see :mod:`dflab.data.self_blend`).
     """
 
     def __init__(self, items: Sequence[VideoItem], faces: Sequence[VideoFaces], spec: ClipSpec,
                  clips_per_video: int, train: bool, augment: str = "none", seed: int = 0,
                  track_score: str = "max", min_track_coverage: float = 0.25,
                  crop_cache: CropCache | None = None, video_keys: Sequence[str | None] = (),
-                 train_tracks: Sequence[int] = ()) -> None:
+                 train_tracks: Sequence[int] = (), self_blend: float = 0.0) -> None:
         if len(items) != len(faces):
             raise ValueError("items and faces differ in length")
         if track_score not in TRACK_SCORES:
@@ -95,6 +98,7 @@ class FaceClipDataset(Dataset):
         if crop_cache is not None and len(video_keys) != len(self.items):
             raise ValueError("a crop cache needs one video key per item")
         self.crop_cache, self.video_keys = crop_cache, list(video_keys)
+        self.self_blend = self_blend if train else 0.0
         tracks = list(train_tracks) or [0] * len(self.items)
         #: ``(video, track)`` per scored unit; ``clips_per_video`` consecutive items each
         self.units: list[tuple[int, int]] = (
@@ -122,6 +126,16 @@ class FaceClipDataset(Dataset):
             return random_clip(faces.num_frames, spec.frames_per_clip, spec.stride, rng, lo, hi)
         return uniform_clips(faces.num_frames, spec.frames_per_clip, spec.stride, self.clips_per_video, lo, hi)[k]
 
+    def _crop_landmarks(self, faces: VideoFaces, track: int, idx: np.ndarray) -> np.ndarray:
+        """The track's five landmarks ``(T, 5, 2)`` in the pixels of its crops."""
+        spec = self.spec
+        if spec.crop == "aligned":
+            return np.repeat(aligned_template(spec.image_size, spec.margin)[None], len(idx), axis=0)
+        points, boxes = faces.landmarks_at(idx, track), faces.box_at(idx, track)
+        squares = np.stack([square_box(b, spec.margin) for b in boxes])
+        scale = spec.image_size / (squares[:, 2] - squares[:, 0])
+        return (points - squares[:, None, :2]) * scale[:, None, None]
+
     def _cut(self, path: str, faces: VideoFaces, track: int, idx: np.ndarray) -> np.ndarray:
         """Decode frames ``idx`` and cut the track's face from each: ``(T, S, S, 3)`` uint8."""
         spec = self.spec
@@ -144,11 +158,17 @@ class FaceClipDataset(Dataset):
             crops = self._cut(item.path, faces, track, idx)
             if key is not None:
                 self.crop_cache.store(key, track, idx, crops)  # type: ignore[union-attr]
+        label = item.label
+        if self.self_blend > 0 and label == 0 and faces.track_has_landmarks(track):
+            rng = np.random.default_rng([self.seed, index, int(torch.randint(2**31, (1,))), 7])
+            if rng.random() < self.self_blend:
+                crops = self_blend_clip(crops, self._crop_landmarks(faces, track, idx), rng)
+                label = 1
         crops = apply_to_clip(self.transform, crops)
         clip = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255.0)
         return {
             "clip": clip,
-            "label": torch.tensor(item.label, dtype=torch.long),
+            "label": torch.tensor(label, dtype=torch.long),
             "video_idx": torch.tensor(video, dtype=torch.long),
             "track_idx": torch.tensor(track, dtype=torch.long),
             "clip_idx": torch.tensor(index, dtype=torch.long),
