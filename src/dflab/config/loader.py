@@ -25,13 +25,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "faces.crop": ("box", "aligned"),
     "faces.track_score": ("max", "mean", "main"),
     "model.temporal": ("none", "lstm", "gru", "transformer"),
+    "triplet.mining": ("batch_hard", "batch_all", "random"),
     "optim.name": ("adamw", "adam", "sgd"),
     "optim.scheduler": ("cosine", "none"),
 }
 POSITIVE = ("data.frames_per_clip", "data.frame_stride", "data.train_clips_per_video",
             "data.eval_clips_per_video", "data.image_size", "data.batch_size", "faces.num_frames",
             "trainer.max_epochs", "trainer.devices", "trainer.accumulate_grad_batches", "optim.lr",
-            "model.temporal_hidden", "model.temporal_layers")
+            "model.temporal_hidden", "model.temporal_layers", "triplet.margin", "triplet.embed_dim",
+            "triplet.embed_epochs")
 
 
 class ConfigError(ValueError):
@@ -223,6 +225,8 @@ def _validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"faces.frame_step: must be >= 0 (0 = evenly spaced), got {cfg.faces.frame_step!r}")
     if not 0.0 <= cfg.faces.min_track_coverage <= 1.0:
         raise ConfigError(f"faces.min_track_coverage: must be in [0, 1], got {cfg.faces.min_track_coverage!r}")
+    if cfg.triplet.enabled and cfg.model.temporal != "none":
+        raise ConfigError("triplet.enabled: the triplet stage embeds frames; set model.temporal: none")
     if not 0.0 <= cfg.data.self_blend <= 1.0:
         raise ConfigError(f"data.self_blend: must be in [0, 1], got {cfg.data.self_blend!r}")
     for key in ("data.val_fraction", "data.test_fraction"):

@@ -224,6 +224,26 @@ class LoggingConfig:
 
 
 @dataclass
+class TripletConfig:
+    """Triplet-loss siamese training in two stages (see :mod:`dflab.training.triplet`).
+
+    Attributes:
+        enabled: train the embedding with a triplet loss first, then a linear head on it.
+        margin: triplet margin (embeddings are unit length, distances in ``[0, 2]``).
+        mining: ``batch_hard``, ``batch_all`` or ``random`` triplets within each batch.
+        embed_dim: embedding size.
+        embed_epochs: epochs of the embedding stage (the head stage runs
+            ``trainer.max_epochs``).
+    """
+
+    enabled: bool = False
+    margin: float = 0.3
+    mining: str = "batch_hard"
+    embed_dim: int = 128
+    embed_epochs: int = 5
+
+
+@dataclass
 class ExperimentConfig:
     """One experiment: data, faces, model, optimisation, trainer and logging."""
 
@@ -236,3 +256,4 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    triplet: TripletConfig = field(default_factory=TripletConfig)

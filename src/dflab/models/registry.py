@@ -134,7 +134,7 @@ def _timm_model(name: str, img_size: int, pretrained_file: str | None, drop_rate
 
 def create_model(name: str, img_size: int = 224, pretrained_file: str | None = None,
                  drop_rate: float = 0.0, temporal: str = "none", temporal_hidden: int = 256,
-                 temporal_layers: int = 1, **kwargs) -> nn.Module:
+                 temporal_layers: int = 1, embed_dim: int = 0, **kwargs) -> nn.Module:
     """Build a frame classifier, or a temporal clip classifier around one, by name.
 
     Args:
@@ -147,6 +147,8 @@ def create_model(name: str, img_size: int = 224, pretrained_file: str | None = N
             ``(B, T, 3, H, W)`` windows from the backbone's embeddings).
         temporal_hidden: hidden size of the temporal head.
         temporal_layers: layers of the temporal head.
+        embed_dim: if > 0, an :class:`~dflab.models.embedding.EmbeddingClassifier` (unit
+            embedding of this size and a linear head) for triplet-loss training.
         **kwargs: passed to a dflab model's builder.
 
     Raises:
@@ -155,6 +157,12 @@ def create_model(name: str, img_size: int = 224, pretrained_file: str | None = N
     """
     from dflab.models import mesonet  # noqa: F401  (registers dflab's own models)
 
+    if embed_dim > 0:
+        from dflab.models.embedding import EmbeddingClassifier
+
+        frames = create_model(name, img_size, pretrained_file, drop_rate, **kwargs)
+        assert isinstance(frames, FrameClassifier)
+        return EmbeddingClassifier(frames, embed_dim)
     if temporal != "none":
         from dflab.models.temporal import TemporalClassifier
 

@@ -19,8 +19,11 @@ from dflab.models.registry import FrameClassifier
 
 def backbone_and_head(net: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
     """The part a warm-up freezes and the head modules inside or beside it that keep training."""
+    from dflab.models.embedding import EmbeddingClassifier
     from dflab.models.temporal import TemporalClassifier
 
+    if isinstance(net, EmbeddingClassifier):
+        return net, [net.head]  # the triplet head stage: only the linear head trains
     if isinstance(net, TemporalClassifier):
         return net.embedder, []  # the temporal head and classifier sit outside the embedder
     if isinstance(net, FrameClassifier):

@@ -56,7 +56,8 @@ def build_module(cfg: ExperimentConfig) -> DetectorModule:
     net = create_model(cfg.model.backbone, img_size=cfg.data.image_size,
                        pretrained_file=cfg.model.pretrained_file, drop_rate=cfg.model.drop_rate,
                        temporal=cfg.model.temporal, temporal_hidden=cfg.model.temporal_hidden,
-                       temporal_layers=cfg.model.temporal_layers)
+                       temporal_layers=cfg.model.temporal_layers,
+                       embed_dim=cfg.triplet.embed_dim if cfg.triplet.enabled else 0)
     return DetectorModule(net, cfg.optim, config=to_dict(cfg), track_score=cfg.faces.track_score)
 
 
@@ -105,6 +106,7 @@ def run_experiment(
     progress: bool = True,
     model_summary: bool = True,
     resume: str | Path | None = None,
+    module: DetectorModule | None = None,
 ) -> RunResult:
     """Train (and test, when the data has a test split) one experiment, logged to MLflow.
 
@@ -118,10 +120,18 @@ def run_experiment(
             ``logging.output_dir``) to continue from: weights, optimizer and scheduler state,
             epoch and the best-checkpoint record are restored, and metrics go on in the same
             MLflow run. Raise ``trainer.max_epochs`` to train further than the run planned.
+        module: the LightningModule to train (default: :func:`build_module`); with
+            ``triplet.enabled`` and no module, both triplet stages run
+            (:func:`~dflab.training.triplet.run_triplet`).
     """
+    if cfg.triplet.enabled and module is None:
+        from dflab.training.triplet import run_triplet
+
+        return run_triplet(cfg, tags=tags, callbacks=callbacks, progress=progress,
+                           model_summary=model_summary)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = DeepfakeDataModule(cfg.data, cfg.faces, seed=cfg.seed, progress=progress)
-    module = build_module(cfg)
+    module = module if module is not None else build_module(cfg)
 
     uri = prepare_tracking(cfg.logging)
     ensure_experiment(cfg.logging)
