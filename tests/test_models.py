@@ -59,3 +59,31 @@ def test_vit_is_built_for_the_crop_size():
     net = create_model("vit_tiny_patch16_224", img_size=96).eval()
     with torch.no_grad():
         assert net(torch.rand(2, 3, 96, 96)).shape == (2,)
+
+
+@pytest.mark.parametrize("name", ["meso4", "meso_inception4", "resnet10t"])
+def test_frame_models_learn_a_separable_set(name):
+    """Two classes of random images told apart by a colour cast: the training loss falls."""
+    torch.manual_seed(0)
+    x = torch.rand(16, 3, 64, 64) * 0.6
+    x[8:, 0] += 0.4
+    y = torch.tensor([0.0] * 8 + [1.0] * 8)
+    net = create_model(name, img_size=64)
+    opt = torch.optim.AdamW(net.parameters(), 3e-3)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+
+
+def test_precision_auto_is_mixed_only_on_a_gpu():
+    from dflab.training.train import resolve_precision
+
+    expected = "16-mixed" if torch.cuda.is_available() else "32-true"
+    assert resolve_precision("auto", "auto") == expected
+    assert resolve_precision("auto", "cpu") == "32-true"
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"

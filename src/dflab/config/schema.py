@@ -184,14 +184,16 @@ class OptimConfig:
 class TrainerConfig:
     """Arguments passed to ``pytorch_lightning.Trainer`` (the ones dflab supports), plus
     ``early_stopping_patience``: stop after this many validation epochs without a better
-    ``monitor`` value (0: never stop early).
+    ``monitor`` value (0: never stop early). ``precision: auto`` trains with 16-bit mixed
+    precision when the run uses a CUDA GPU and 32-bit otherwise; any Lightning precision
+    string (``32-true``, ``16-mixed``, ``bf16-mixed``) forces one.
     """
 
     max_epochs: int = 5
     accelerator: str = "auto"
     devices: int = 1
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: str = "auto"
     accumulate_grad_batches: int = 1
     gradient_clip_val: float | None = None
     limit_train_batches: float = 1.0

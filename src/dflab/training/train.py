@@ -83,6 +83,14 @@ def resume_point(resume: str | Path, output_dir: str | Path) -> tuple[Path, str 
     return path, state.get("dflab_mlflow_run_id")
 
 
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``auto``: 16-bit mixed precision on a CUDA GPU, else 32-bit; anything else unchanged."""
+    if precision != "auto":
+        return precision
+    gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "16-mixed" if gpu else "32-true"
+
+
 def _extra_callbacks(cfg: ExperimentConfig) -> list[Callback]:
     """Early stopping and the frozen-backbone warm-up, when configured."""
     extra: list[Callback] = []
@@ -154,7 +162,8 @@ def run_experiment(
     t = cfg.trainer
     trainer = pl.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
-        precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,  # type: ignore[arg-type]
+        precision=resolve_precision(t.precision, t.accelerator),  # type: ignore[arg-type]
+        accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.gradient_clip_val, limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches, log_every_n_steps=t.log_every_n_steps,
         deterministic=t.deterministic, enable_progress_bar=progress and t.enable_progress_bar,
