@@ -59,3 +59,25 @@ def test_early_stopping_and_negative_values(fast_overrides):
     assert _extra_callbacks(build_config({}, fast_overrides)) == []
     with pytest.raises(ConfigError, match=r"optim\.freeze_backbone_epochs: must be >= 0"):
         build_config({}, [*fast_overrides, "optim.freeze_backbone_epochs=-1"])
+
+
+def test_gradient_accumulation_and_warm_up(fast_overrides):
+    import pytorch_lightning as pl
+
+    from dflab.data.datamodule import DeepfakeDataModule
+    from dflab.training.train import build_module
+
+    cfg = build_config({}, [*fast_overrides, "trainer.accumulate_grad_batches=2", "optim.warmup_epochs=1",
+                            "trainer.max_epochs=2"])
+    module = build_module(cfg)
+    dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
+                         accumulate_grad_batches=2, limit_val_batches=0)
+    trainer.fit(module, datamodule=dm)
+    batches = len(dm.train_dataloader())
+    assert trainer.global_step == -(-batches // 2)  # one optimizer step per two batches
+    assert trainer.optimizers[0].param_groups[0]["initial_lr"] == cfg.optim.lr
+    # a 1-epoch warm-up runs epoch 0 at half the peak learning rate, then the cosine starts at 1
+    factor = trainer.lr_scheduler_configs[0].scheduler.lr_lambdas[0]
+    assert factor(0) == pytest.approx(0.5) and factor(1) == pytest.approx(1.0)
