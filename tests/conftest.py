@@ -75,3 +75,22 @@ def place_video(tiny_mp4: Path):
         return path
 
     return place
+
+
+@pytest.fixture
+def training_losses():
+    """``training_losses(params, loss_fn, steps, lr)``: AdamW steps on ``loss_fn()``, the losses."""
+    import torch
+
+    def run(params, loss_fn, steps: int, lr: float = 3e-3) -> list[float]:
+        opt = torch.optim.AdamW(params, lr)
+        losses = []
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = loss_fn()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses
+
+    return run

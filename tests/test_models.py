@@ -62,21 +62,15 @@ def test_vit_is_built_for_the_crop_size():
 
 
 @pytest.mark.parametrize("name", ["meso4", "meso_inception4", "resnet10t"])
-def test_frame_models_learn_a_separable_set(name):
+def test_frame_models_learn_a_separable_set(name, training_losses):
     """Two classes of random images told apart by a colour cast: the training loss falls."""
     torch.manual_seed(0)
     x = torch.rand(16, 3, 64, 64) * 0.6
     x[8:, 0] += 0.4
     y = torch.tensor([0.0] * 8 + [1.0] * 8)
     net = create_model(name, img_size=64)
-    opt = torch.optim.AdamW(net.parameters(), 3e-3)
-    losses = []
-    for _ in range(30):
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x), y)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = training_losses(net.parameters(),
+                             lambda: torch.nn.functional.binary_cross_entropy_with_logits(net(x), y), 30)
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
 
 

@@ -9,7 +9,13 @@ import pytest
 
 from dflab.data.sources import read_manifest
 from dflab.faces.index import _ARRAYS, FaceIndex
-from dflab.faces.pack import dataset_pack_name, load_dataset_faces, pack_file, write_pack
+from dflab.faces.pack import (
+    build_dataset_index,
+    dataset_pack_name,
+    load_dataset_faces,
+    pack_file,
+    write_pack,
+)
 
 
 @pytest.fixture
@@ -40,6 +46,19 @@ def test_pack_round_trip_reads_one_file(indexed):
     for path, faces in zip(paths, loaded, strict=True):
         assert _same(faces, fresh.get(path))
         assert len(faces.tracks()) >= 1
+
+
+def test_build_reads_the_pack_instead_of_every_entry(indexed):
+    index, paths = indexed
+    report, file = build_dataset_index(index, paths, "demo-built", workers=0, progress=False)
+    assert report.cached == len(paths) and file.is_file()
+    written = file.stat().st_mtime_ns
+    for entry in index.folder.glob("*.npz"):
+        entry.unlink()
+    again, _ = build_dataset_index(index, paths, "demo-built", workers=0, progress=False)
+    assert again.cached == len(paths) and again.done == 0
+    assert not list(index.folder.glob("*.npz"))  # neither read nor detected again
+    assert file.stat().st_mtime_ns == written  # an up-to-date pack is not rewritten
 
 
 def test_stale_or_broken_pack_falls_back_and_is_rewritten(indexed):

@@ -40,7 +40,7 @@ def test_transformer_refuses_windows_beyond_its_positions():
 
 
 @pytest.mark.parametrize("head", ["lstm", "gru", "transformer"])
-def test_temporal_models_learn_a_motion_cue(head):
+def test_temporal_models_learn_a_motion_cue(head, training_losses):
     """Real windows are still, fake windows flicker frame to frame: only time tells them apart
     (every single frame comes from the same distribution), and the training loss falls."""
     torch.manual_seed(0)
@@ -50,14 +50,8 @@ def test_temporal_models_learn_a_motion_cue(head):
     clips = torch.cat([(base[:8] * 0.7 + still), (base[8:] * 0.7 + flicker)]).clamp(0, 1)
     labels = torch.tensor([0.0] * 8 + [1.0] * 8)
     net = create_model("meso4", img_size=32, temporal=head, temporal_hidden=32)
-    opt = torch.optim.AdamW(net.parameters(), 3e-3)
-    losses = []
-    for _ in range(60):
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(clips), labels)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = training_losses(
+        net.parameters(), lambda: torch.nn.functional.binary_cross_entropy_with_logits(net(clips), labels), 60)
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
 
 

@@ -40,7 +40,7 @@ def test_one_class_batch_has_no_triplet():
     assert float(loss) == 0.0 and loss.requires_grad
 
 
-def test_embedding_learns_to_separate_the_classes():
+def test_embedding_learns_to_separate_the_classes(training_losses):
     """Two classes of random images that differ by a colour cast: the triplet loss falls."""
     torch.manual_seed(0)
     x = torch.rand(16, 3, 32, 32) * 0.6
@@ -48,14 +48,7 @@ def test_embedding_learns_to_separate_the_classes():
     y = torch.tensor([0] * 8 + [1] * 8)
     net = create_model("meso4", img_size=32, embed_dim=16)
     assert isinstance(net, EmbeddingClassifier)
-    opt = torch.optim.AdamW(net.parameters(), 3e-3)
-    losses = []
-    for _ in range(40):
-        opt.zero_grad()
-        loss = triplet_loss(net.embed(x), y, 0.5)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = training_losses(net.parameters(), lambda: triplet_loss(net.embed(x), y, 0.5), 40)
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
     assert torch.allclose(net.embed(x).norm(dim=1), torch.ones(16), atol=1e-5)
 

@@ -44,15 +44,15 @@ def _faces(args: argparse.Namespace) -> int:
     from dflab.config import load_config
     from dflab.data.items import resolve_items
     from dflab.faces.index import FaceIndex
-    from dflab.faces.pack import dataset_pack_name, write_pack
+    from dflab.faces.pack import build_dataset_index, dataset_pack_name
 
     cfg = load_config(args.experiment, args.overrides)
     items = resolve_items(cfg.data)
     index = FaceIndex.from_config(cfg.faces)
     paths = [it.path for it in items]
-    report = index.build(paths, workers=cfg.faces.workers)
+    report, pack = build_dataset_index(index, paths, dataset_pack_name(cfg.data.source, paths),
+                                       workers=cfg.faces.workers)
     print(report.summary_table())
-    pack = write_pack(index, [index.get(p) for p in paths], dataset_pack_name(cfg.data.source, paths))
     print(f"Face index of {len(paths)} videos packed in {pack}")
     return 0
 

@@ -25,7 +25,7 @@ from dflab.data.sources import DatasetLayoutError, VideoItem
 from dflab.faces.crop_cache import CropCache
 from dflab.faces.index import FaceIndex, FaceReport, VideoFaces
 from dflab.faces.manipulated import training_tracks
-from dflab.faces.pack import dataset_pack_name, load_dataset_faces
+from dflab.faces.pack import build_dataset_index, dataset_pack_name, load_dataset_faces
 
 
 class DeepfakeDataModule(pl.LightningDataModule):
@@ -58,8 +58,10 @@ class DeepfakeDataModule(pl.LightningDataModule):
         if self.face_report is not None:  # fit, validate and test each call this
             return
         items = resolve_items(self.data_cfg, self.progress)
-        self.face_report = self.face_index().build(
-            [it.path for it in items], workers=self.faces_cfg.workers, progress=self.progress
+        paths = [it.path for it in items]
+        self.face_report, _ = build_dataset_index(
+            self.face_index(), paths, dataset_pack_name(self.data_cfg.source, paths),
+            workers=self.faces_cfg.workers, progress=self.progress,
         )
         if self.progress and self.face_report.done:  # new detections: show what was found
             print(self.face_report.summary_table())

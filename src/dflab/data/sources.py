@@ -141,7 +141,8 @@ def read_manifest(manifest: str | Path) -> list[VideoItem]:
     return items
 
 
-def _unit_hash(text: str, seed: int) -> float:
+def unit_hash(text: str, seed: int) -> float:
+    """A number in [0, 1) fixed by ``text`` and ``seed`` (adding items never moves the others)."""
     digest = hashlib.sha1(f"{seed}:{text}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
@@ -173,7 +174,7 @@ def assign_splits(
             continue
         split = explicit.get((it.dataset, it.group))
         if split is None:
-            u = _unit_hash(it.group, seed)
+            u = unit_hash(it.group, seed)
             split = "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
         out.append(replace(it, split=split))
     return out

@@ -222,7 +222,8 @@ class BlazeFaceDetector:
             name: ssd_anchors(v.size, v.strides, v.two_anchors)
             for name, v in ((n, _VARIANTS[n]) for n in models)
         }
-        self._interpreters: dict[str, Any] = {}
+        #: per model: (interpreter, input index, box output index, score output index)
+        self._interpreters: dict[str, tuple[Any, int, int, int]] = {}
         self._predictor: Any = None
 
     @property
@@ -250,7 +251,14 @@ class BlazeFaceDetector:
                 )
                 with _native_stderr_silenced():  # LiteRT's "Created XNNPACK delegate" line
                     interpreter.allocate_tensors()
-                self._interpreters[name] = interpreter
+                outputs = interpreter.get_output_details()
+                # regressors (1, N, 16) and classificators (1, N, 1), told apart by their shape
+                self._interpreters[name] = (
+                    interpreter,
+                    interpreter.get_input_details()[0]["index"],
+                    next(o["index"] for o in outputs if o["shape"][-1] == 16),
+                    next(o["index"] for o in outputs if o["shape"][-1] == 1),
+                )
         if self._predictor is None and self.landmarks == "dlib":
             import dlib
 
@@ -274,7 +282,8 @@ class BlazeFaceDetector:
         self, image: np.ndarray, model: str
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes ``(N, 4)``, scores ``(N,)`` and keypoints ``(N, 6, 2)`` in image pixels."""
-        interpreter, size = self._interpreters[model], _VARIANTS[model].size
+        interpreter, inputs, out_boxes, out_scores = self._interpreters[model]
+        size = _VARIANTS[model].size
         h, w = image.shape[:2]
         scale = size / max(h, w)  # letterbox: keep the aspect ratio, pad to a centred square
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
@@ -283,14 +292,10 @@ class BlazeFaceDetector:
         canvas[top : top + nh, left : left + nw] = cv2.resize(
             image, (nw, nh), interpolation=cv2.INTER_AREA
         )
-        inputs = interpreter.get_input_details()[0]["index"]
         interpreter.set_tensor(inputs, (canvas.astype(np.float32) / 127.5 - 1.0)[None])
         interpreter.invoke()
-        outputs = interpreter.get_output_details()
-        # regressors (1, N, 16) and classificators (1, N, 1), told apart by their shape
-        raw = interpreter.get_tensor(next(o["index"] for o in outputs if o["shape"][-1] == 16))[0]
-        logits = interpreter.get_tensor(next(o["index"] for o in outputs if o["shape"][-1] == 1))
-        logits = np.clip(logits[0, :, 0], -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT)
+        raw = interpreter.get_tensor(out_boxes)[0]
+        logits = np.clip(interpreter.get_tensor(out_scores)[0, :, 0], -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT)
         scores = 1.0 / (1.0 + np.exp(-logits))
         keep = scores >= (self.short_range_min_score if model == "short_range" else self.min_score)
         raw, scores, anchors = raw[keep], scores[keep], self._anchors[model][keep] * size

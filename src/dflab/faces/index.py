@@ -29,7 +29,7 @@ import threading
 import time
 import zipfile
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -441,7 +441,8 @@ class FaceIndex:
         return self.cached(path) or self.detect(path)
 
     def build(
-        self, paths: Sequence[str | Path], workers: int = 2, progress: bool = True
+        self, paths: Sequence[str | Path], workers: int = 2, progress: bool = True,
+        known: Mapping[str, VideoFaces] | None = None,
     ) -> FaceReport:
         """Make sure every video has a cache entry; detect the missing ones in parallel.
 
@@ -454,6 +455,8 @@ class FaceIndex:
             paths: video files.
             workers: worker processes (``spawn`` context); ``0`` runs in this process.
             progress: show a tqdm bar with ETA.
+            known: entries already loaded, by path (e.g. from a dataset pack); counted as
+                cached without reading their per-video files.
         """
         from tqdm.auto import tqdm
 
@@ -462,7 +465,9 @@ class FaceIndex:
         outcomes: dict[str, VideoOutcome] = {}
         todo: list[str] = []
         for path in dict.fromkeys(str(p) for p in paths):  # de-duplicated, order kept
-            faces = self.cached(path)
+            faces = known.get(path) if known else None
+            if faces is None:
+                faces = self.cached(path)
             if faces is None:
                 todo.append(path)
             else:

@@ -7,8 +7,8 @@ a build, the entries of one dataset are packed into one file::
     <index folder>/datasets/<dataset name>.npz
 
 holding every array concatenated with per-video offsets, the cache keys and the metadata.
-Loading a dataset reads the pack and falls back to the per-video entries (or detection) for
-any video the pack lacks or holds in an older version, then rewrites the pack. The pack is
+Building and loading a dataset read the pack and fall back to the per-video entries (or
+detection) only for videos the pack lacks or holds in an older version, then rewrite it. The pack is
 written atomically, so a killed process leaves the previous pack or none.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dflab.faces.index import _ARRAYS, _CACHE_VERSION, FaceIndex, VideoFaces
+from dflab.faces.index import _ARRAYS, _CACHE_VERSION, FaceIndex, FaceReport, VideoFaces
 
 
 def dataset_pack_name(source: str, paths: Sequence[str]) -> str:
@@ -86,25 +86,44 @@ def _read(file: Path) -> dict[str, VideoFaces]:
     return out
 
 
+def _packed_by_path(index: FaceIndex, paths: Sequence[str], name: str) -> tuple[dict[str, VideoFaces], int]:
+    """Entries of ``paths`` found in the dataset's pack, by path, and how many the pack holds."""
+    packed = _read(pack_file(index, name))
+    found: dict[str, VideoFaces] = {}
+    for path in paths:
+        key = index.key(path)
+        faces = packed.get(key) if key else None
+        if faces is not None:
+            faces.path = str(path)
+            found[str(path)] = faces
+    return found, len(packed)
+
+
+def build_dataset_index(index: FaceIndex, paths: Sequence[str], name: str, workers: int = 2,
+                        progress: bool = True) -> tuple[FaceReport, Path]:
+    """Build the face index of a dataset (see :meth:`FaceIndex.build`) and pack it.
+
+    Videos in the pack are not read again; the pack is rewritten only when videos were
+    added, detected or dropped since it was written.
+    """
+    unique = list(dict.fromkeys(map(str, paths)))
+    found, size = _packed_by_path(index, unique, name)
+    report = index.build(unique, workers=workers, progress=progress, known=found)
+    file = pack_file(index, name)
+    if len(found) < len(unique) or size != len(found):
+        entries = [found.get(p) or index.cached(p) for p in unique]
+        write_pack(index, [e for e in entries if e is not None], name)
+    return report, file
+
+
 def load_dataset_faces(index: FaceIndex, paths: Sequence[str], name: str) -> list[VideoFaces]:
     """Face index entries of ``paths``, from the dataset's pack where it has them.
 
     Videos the pack lacks come from their per-video entry (detected now if missing), and the
     pack is rewritten when any was missing, so the next start reads one file.
     """
-    file = pack_file(index, name)
-    packed = _read(file)
-    out: list[VideoFaces] = []
-    stale = not file.is_file()
-    for path in paths:
-        key = index.key(path)
-        faces = packed.get(key) if key else None
-        if faces is None:
-            faces = index.get(path)
-            stale = True
-        elif faces.path != os.path.abspath(path):
-            faces.path = str(path)
-        out.append(faces)
-    if stale or len(packed) != len(out):
+    found, size = _packed_by_path(index, paths, name)
+    out = [found.get(str(p)) or index.get(p) for p in paths]
+    if len(found) < len(out) or size != len(out):
         write_pack(index, out, name)
     return out

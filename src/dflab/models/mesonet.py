@@ -43,7 +43,25 @@ def _head(features: int, drop_rate: float) -> nn.Sequential:
     )
 
 
-class Meso4(nn.Module):
+class _MesoNet(nn.Module):
+    """Shared part of the MesoNets: the subclass's ``features`` and the two-layer head."""
+
+    num_features = 16  # the head's hidden layer, used as the frame embedding
+
+    def __init__(self, features: nn.Module, img_size: int, drop_rate: float) -> None:
+        super().__init__()
+        self.features = features
+        self.head = _head(16 * _pooled_side(img_size) ** 2, drop_rate)
+
+    def embed(self, x):
+        """The 16-d hidden layer of the head (after LeakyReLU)."""
+        return self.head[:4](self.features(x))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class Meso4(_MesoNet):
     """MesoNet-4: four conv blocks and a two-layer head; outputs ``(B, 1)`` logits.
 
     Args:
@@ -52,20 +70,10 @@ class Meso4(nn.Module):
     """
 
     def __init__(self, img_size: int = 256, drop_rate: float = 0.5) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
+        features = nn.Sequential(
             _block(3, 8, 3, 2), _block(8, 8, 5, 2), _block(8, 16, 5, 2), _block(16, 16, 5, 4)
         )
-        self.head = _head(16 * _pooled_side(img_size) ** 2, drop_rate)
-
-    num_features = 16  # the head's hidden layer, used as the frame embedding
-
-    def embed(self, x):
-        """The 16-d hidden layer of the head (after LeakyReLU)."""
-        return self.head[:4](self.features(x))
-
-    def forward(self, x):
-        return self.head(self.features(x))
+        super().__init__(features, img_size, drop_rate)
 
 
 def _conv_relu(cin: int, cout: int, kernel: int, dilation: int = 1) -> nn.Sequential:
@@ -92,7 +100,7 @@ class InceptionLayer(nn.Module):
         return torch.cat([branch(x) for branch in self.branches], dim=1)
 
 
-class MesoInception4(nn.Module):
+class MesoInception4(_MesoNet):
     """MesoInception-4: two Inception blocks, two 5x5 conv blocks and the Meso-4 head.
 
     Args:
@@ -101,28 +109,17 @@ class MesoInception4(nn.Module):
     """
 
     def __init__(self, img_size: int = 256, drop_rate: float = 0.5) -> None:
-        super().__init__()
-
         def pooled(module: nn.Module, channels: int, pool: int) -> nn.Sequential:
             return nn.Sequential(module, nn.BatchNorm2d(channels),
                                  nn.MaxPool2d(pool, pool, ceil_mode=True))
 
-        self.features = nn.Sequential(
+        features = nn.Sequential(
             pooled(InceptionLayer(3, 1, 4, 4, 2), 11, 2),
             pooled(InceptionLayer(11, 2, 4, 4, 2), 12, 2),
             _block(12, 16, 5, 2),
             _block(16, 16, 5, 4),
         )
-        self.head = _head(16 * _pooled_side(img_size) ** 2, drop_rate)
-
-    num_features = 16  # the head's hidden layer, used as the frame embedding
-
-    def embed(self, x):
-        """The 16-d hidden layer of the head (after LeakyReLU)."""
-        return self.head[:4](self.features(x))
-
-    def forward(self, x):
-        return self.head(self.features(x))
+        super().__init__(features, img_size, drop_rate)
 
 
 @register_model("meso4")

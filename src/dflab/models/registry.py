@@ -89,8 +89,11 @@ class FrameClassifier(nn.Module):
         Returns:
             ``(B,)`` logits; positive means fake.
         """
+        return self.backbone(self._normalise(x)).reshape(-1)
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         mean, std = typing.cast(torch.Tensor, self.mean), typing.cast(torch.Tensor, self.std)
-        return self.backbone((x - mean) / std).reshape(-1)
+        return (x - mean) / std
 
     @property
     def embed_dim(self) -> int:
@@ -100,8 +103,7 @@ class FrameClassifier(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's pre-logit embedding ``(B, embed_dim)`` of frames in ``[0, 1]``."""
-        mean, std = typing.cast(torch.Tensor, self.mean), typing.cast(torch.Tensor, self.std)
-        x = (x - mean) / std
+        x = self._normalise(x)
         bb: typing.Any = self.backbone
         if hasattr(bb, "embed"):  # dflab models
             return bb.embed(x)

@@ -50,15 +50,19 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def build_module(cfg: ExperimentConfig) -> DetectorModule:
-    """The LightningModule for a config, with its network built by :func:`create_model`."""
+def build_net(cfg: ExperimentConfig) -> torch.nn.Module:
+    """The network a config describes, built by :func:`create_model`."""
     assert cfg.data.image_size is not None, "data.image_size is resolved at config load"
-    net = create_model(cfg.model.backbone, img_size=cfg.data.image_size,
+    return create_model(cfg.model.backbone, img_size=cfg.data.image_size,
                        pretrained_file=cfg.model.pretrained_file, drop_rate=cfg.model.drop_rate,
                        temporal=cfg.model.temporal, temporal_hidden=cfg.model.temporal_hidden,
                        temporal_layers=cfg.model.temporal_layers,
                        embed_dim=cfg.triplet.embed_dim if cfg.triplet.enabled else 0)
-    return DetectorModule(net, cfg.optim, config=to_dict(cfg), track_score=cfg.faces.track_score)
+
+
+def build_module(cfg: ExperimentConfig) -> DetectorModule:
+    """The LightningModule for a config, with its network from :func:`build_net`."""
+    return DetectorModule(build_net(cfg), cfg.optim, config=to_dict(cfg), track_score=cfg.faces.track_score)
 
 
 def resume_point(resume: str | Path, output_dir: str | Path) -> tuple[Path, str | None]:

@@ -98,13 +98,13 @@ def run_triplet(cfg: ExperimentConfig, **kwargs: Any) -> Any:
     from dflab.export.export import load_checkpoint
     from dflab.tracking.mlflow_utils import client as mlflow_client
     from dflab.training.freeze import BackboneFreeze
-    from dflab.training.train import build_module, run_experiment
+    from dflab.training.train import build_net, run_experiment
 
     tags = dict(kwargs.pop("tags", None) or {})
     embed_cfg = replace(cfg, name=f"{cfg.name}-embed", monitor="val/loss",
                         trainer=replace(cfg.trainer, max_epochs=cfg.triplet.embed_epochs),
                         logging=replace(cfg.logging, run_name=f"{cfg.logging.run_name or cfg.name}-embed"))
-    stage1 = run_experiment(embed_cfg, module=TripletModule(build_module(cfg).net, embed_cfg),
+    stage1 = run_experiment(embed_cfg, module=TripletModule(build_net(cfg), embed_cfg),
                             tags={**tags, "dflab.stage": "embed"}, **kwargs)
     _, net = load_checkpoint(stage1.best_checkpoint)
     module = DetectorModule(net, cfg.optim, config=to_dict(cfg), track_score=cfg.faces.track_score)

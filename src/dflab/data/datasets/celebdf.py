@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dflab.data.datasets.ffpp import resolve_under, video_folder, videos_in
+from dflab.data.datasets.files import read_text
 from dflab.data.datasets.groups import check_fractions, clusters, split_groups
 from dflab.data.datasets.registry import register_dataset
 from dflab.data.sources import DatasetLayoutError, VideoItem
@@ -106,13 +107,8 @@ def read_test_list(path: Path) -> list[str]:
         DatasetLayoutError: the file is missing, or a line is malformed or its label disagrees
             with its folder (names the line).
     """
-    if not path.is_file():
-        raise DatasetLayoutError(f"{path}: Celeb-DF test list does not exist (it ships with the "
-                                 "release as List_of_testing_videos.txt; set test_list to its path)")
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetLayoutError(f"{path}: not a readable test list ({err})") from None
+    lines = read_text(path, "Celeb-DF test list does not exist (it ships with the release as "
+                      "List_of_testing_videos.txt; set test_list to its path)", "test list").splitlines()
     listed: dict[str, str] = {}
     for number, line in enumerate(lines, start=1):
         parts = line.split()

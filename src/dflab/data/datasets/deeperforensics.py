@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dflab.data.datasets.ffpp import COMPRESSIONS, resolve_under, video_folder, warn_unlisted
+from dflab.data.datasets.files import read_text
 from dflab.data.datasets.registry import register_dataset
 from dflab.data.sources import SPLITS, VIDEO_EXTENSIONS, DatasetLayoutError, VideoItem
 
@@ -99,13 +100,8 @@ def read_split_list(path: Path) -> list[tuple[str, str, str]]:
     Raises:
         DatasetLayoutError: the file is missing or a line is not ``<target>_<source>[.mp4]``.
     """
-    if not path.is_file():
-        raise DatasetLayoutError(f"{path}: DeeperForensics-1.0 split file does not exist (it ships in "
-                                 "lists/splits/ of the release)")
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetLayoutError(f"{path}: not a readable split file ({err})") from None
+    lines = read_text(path, "DeeperForensics-1.0 split file does not exist (it ships in lists/splits/ "
+                      "of the release)", "split file").splitlines()
     entries = []
     for number, line in enumerate(lines, start=1):
         name = Path(line.strip()).name

@@ -22,8 +22,6 @@ DFDC Preview has an official train/test split; validation is carved out of train
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import logging
 import re
 from collections import Counter, defaultdict
@@ -31,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
+from dflab.data.datasets.files import read_json
 from dflab.data.datasets.registry import register_dataset
-from dflab.data.sources import DatasetLayoutError, VideoItem
+from dflab.data.sources import DatasetLayoutError, VideoItem, unit_hash
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +40,8 @@ PART_RE = re.compile(r"dfdc_train_part_(\d+)")
 PREVIEW_METHODS = ("method_A", "method_B")
 
 
-def _unit(text: str, seed: int) -> float:
-    """A number in [0, 1) fixed by ``text`` and ``seed`` (adding videos never moves the others)."""
-    return int.from_bytes(hashlib.sha1(f"{seed}:{text}".encode()).digest()[:8], "big") / 2**64
-
-
 def _read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise DatasetLayoutError(f"{path}: {what} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DatasetLayoutError(f"{path}: not a readable JSON file ({err})") from None
+    data = read_json(path, f"{what} does not exist", "JSON file")
     if not isinstance(data, dict):
         raise DatasetLayoutError(f"{path}: expected a JSON object mapping video files to labels")
     return data
@@ -211,7 +200,7 @@ def scan_dfdc(root: Path, options: DFDCOptions) -> list[VideoItem]:
         if options.split_by == "part":
             part = home[group]
             return "val" if part in options.val_parts else "test" if part in options.test_parts else "train"
-        fold = int(_unit(group, options.seed) * options.folds)
+        fold = int(unit_hash(group, options.seed) * options.folds)
         return "val" if fold == options.val_fold else "test" if fold == options.test_fold else "train"
 
     items = []
@@ -335,7 +324,7 @@ def scan_dfdc_preview(root: Path, options: DFDCPreviewOptions) -> list[VideoItem
 
     splits: dict[str, str] = {}
     for c in clips:
-        u = _unit(group_of[c.key], options.seed)
+        u = unit_hash(group_of[c.key], options.seed)
         if options.split == "identity":
             t, v = options.test_fraction, options.val_fraction
             splits[c.key] = "test" if u < t else "val" if u < t + v else "train"

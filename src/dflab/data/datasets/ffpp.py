@@ -19,12 +19,12 @@ The DeepFakeDetection part (Google/Jigsaw actors) has no official split: it goes
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dflab.data.datasets.files import read_json
 from dflab.data.datasets.registry import register_dataset
 from dflab.data.sources import SPLITS, VIDEO_EXTENSIONS, DatasetLayoutError, VideoItem
 
@@ -124,13 +124,8 @@ def read_pairs(path: Path) -> list[tuple[str, str]]:
     Raises:
         DatasetLayoutError: the file is missing, not JSON, or not a list of id pairs.
     """
-    if not path.is_file():
-        raise DatasetLayoutError(f"{path}: FaceForensics++ split file does not exist (copy "
-                                 "dataset/splits/*.json from https://github.com/ondyari/FaceForensics)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DatasetLayoutError(f"{path}: not a readable JSON split file ({err})") from None
+    data = read_json(path, "FaceForensics++ split file does not exist (copy dataset/splits/*.json "
+                     "from https://github.com/ondyari/FaceForensics)", "JSON split file")
     if not isinstance(data, list):
         raise DatasetLayoutError(f"{path}: expected a JSON list of [target, source] pairs")
     pairs = []

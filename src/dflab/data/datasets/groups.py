@@ -10,15 +10,10 @@ seed and the groups (not on the order the files were listed in).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Mapping
 
-
-def unit_hash(text: str, seed: int) -> float:
-    """A number in [0, 1) fixed by ``text`` and ``seed``."""
-    digest = hashlib.sha1(f"{seed}:{text}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+from dflab.data.sources import unit_hash
 
 
 def clusters(nodes: Iterable[str], links: Iterable[tuple[str, str]]) -> dict[str, str]:
