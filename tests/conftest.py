@@ -55,7 +55,7 @@ def tiny_mp4(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny real H.264 MP4 (8 frames, 64x64, moving gradient) to copy into fixture trees."""
     import numpy as np
 
-    from dflab.data.video import write_video
+    from dflab.video import write_video
 
     ramp = np.linspace(0, 255, 64, dtype=np.float32)
     frames = [np.stack([np.roll(ramp, 4 * k)[None, :].repeat(64, 0)] * 3, -1).astype(np.uint8)

@@ -16,7 +16,6 @@ from PIL import Image
 from dflab.config import ConfigError, build_config
 from dflab.data.datamodule import DeepfakeDataModule
 from dflab.data.dataset import ClipSpec, FaceClipDataset
-from dflab.data.video import read_frames
 from dflab.faces.crop import (
     ARCFACE_TEMPLATE,
     aligned_template,
@@ -27,6 +26,7 @@ from dflab.faces.crop import (
 from dflab.faces.detector import Detection, create_detector
 from dflab.faces.index import VideoFaces
 from dflab.training.train import build_module
+from dflab.video import read_frames
 
 ROTATION = 20.0  # degrees, counter-clockwise (PIL)
 

@@ -21,7 +21,7 @@ from dflab.data.demo import (
 )
 from dflab.data.demo_faces import load_portraits
 from dflab.data.sources import read_manifest
-from dflab.data.video import probe_video, read_frames
+from dflab.video import probe, read_frames
 
 # 128 px: libx264 output is bit-identical run to run at this size (not at every size).
 SPEC = DemoSpec(size=128, num_frames=6, reals_per_identity=1, fakes_per_identity=2)
@@ -43,7 +43,7 @@ def _source(item_path: str) -> str:
 
 
 def _all_frames(path: str) -> np.ndarray:
-    return read_frames(path, range(probe_video(path).num_frames))
+    return read_frames(path, range(probe(path).num_frames))
 
 
 def test_manifest_counts_match_the_spec(manifest: Path) -> None:
@@ -156,7 +156,7 @@ def test_reuse_resume_and_regenerate(
     ensure_demo_dataset(root, bigger, progress=True)
     assert len(capsys.readouterr().out.strip().splitlines()) == 1  # the one-line summary
     items = read_manifest(root / "manifest.csv")
-    assert {probe_video(it.path).num_frames for it in items} == {bigger.num_frames}
+    assert {probe(it.path).num_frames for it in items} == {bigger.num_frames}
     assert len(list(root.rglob("*.mp4"))) == len(items)  # no stale or partial files
 
 

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from dflab.config import ConfigError, build_config
-from dflab.data.video import write_video
 from dflab.faces.blazeface import keypoints_to_5, ssd_anchors
 from dflab.faces.detector import Detection, available_detectors, create_detector
 from dflab.faces.index import FaceIndex
 from dflab.faces.scrfd import find_scrfd_model, sample_pack_root
+from dflab.video import write_video
 
 SAMPLE_PACK = "scrfd_2.5g"
 

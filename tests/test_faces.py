@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 import pytest
 
-from dflab.data.video import write_video
 from dflab.faces.crop import crop_face, square_box
 from dflab.faces.detector import Detection, create_detector, landmarks68_to_5
 from dflab.faces.index import FaceIndex, VideoFaces, box_iou, sample_indices
+from dflab.video import write_video
 
 NUM_FRAMES = 8  # frames sampled per video in these tests
 SHIFT = (2.0, 1.0)  # astronaut video: content moves 2 px right and 1 px down per frame

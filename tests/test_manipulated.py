@@ -16,9 +16,9 @@ from PIL import Image
 
 from dflab.data.dataset import ClipSpec, FaceClipDataset
 from dflab.data.sources import VideoItem, read_manifest
-from dflab.data.video import write_video
 from dflab.faces.index import FaceIndex
 from dflab.faces.manipulated import manipulated_track, track_mask_coverage, training_tracks
+from dflab.video import write_video
 
 X0, Y0, W, H = 700, 30, 340, 470  # the crop of t1.jpg holding two people
 SMALL_FACE = np.array([724, 367, 833, 475])  # bottom-left person in t1.jpg (dlib box)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from dflab.data.sources import DatasetLayoutError, assign_splits, read_manifest, scan_folder
-from dflab.data.video import write_video
+from dflab.video import write_video
 
 
 def _video(path):

@@ -18,10 +18,10 @@ from PIL import Image
 from dflab.config.loader import ConfigError, build_config
 from dflab.data.dataset import ClipSpec, FaceClipDataset
 from dflab.data.sources import VideoItem
-from dflab.data.video import read_frames, write_video
 from dflab.faces.crop import crop_face
 from dflab.faces.index import FaceIndex, VideoFaces
 from dflab.training.metrics import DetectionMetrics, video_scores
+from dflab.video import read_frames, write_video
 
 # --------------------------------------------------------------------------- video scores
 

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dflab.data.video import write_video
 from dflab.faces import tracks as tracks_module
 from dflab.faces.detector import create_detector
 from dflab.faces.index import FaceIndex, FaceReport, VideoFaces, _outcome, detect_video
 from dflab.faces.tracks import FaceTrack, link_tracks
+from dflab.video import write_video
 
 # --------------------------------------------------------------------------- synthetic boxes
 

@@ -74,13 +74,29 @@ def _data_check(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     items = resolve_items(cfg.data, check=False)
     report = check_dataset(items, f"{cfg.data.source} at {cfg.data.root}", probe=not args.no_probe,
-                           workers=args.workers)
+                           workers=args.workers, deep=args.deep, progress=True)
+    if not args.deep:
+        _seeking_from_index(report, cfg, [it.path for it in items])
     print(report.table())
+    print(report.seeking())
     if report.ok:
         print(report.message())
         return 0
     print(report.message(), file=sys.stderr)
     return 1
+
+
+def _seeking_from_index(report, cfg, paths: list[str]) -> None:
+    """Fill the report's seek counts from the face index, where it holds the videos."""
+    from dflab.faces.index import FaceIndex
+    from dflab.faces.pack import dataset_pack_name, indexed_faces
+
+    index = FaceIndex.from_config(cfg.faces)
+    known = [f for f in indexed_faces(index, paths, dataset_pack_name(cfg.data.source, paths)).values()
+             if f.error is None]
+    report.seek_checked = len(known)
+    report.not_seek_exact = sorted(f.path for f in known if not f.seek_exact)
+    report.seek_source = f"face index {index.folder}, {len(known)} of {len(set(paths))} videos indexed"
 
 
 def _data_list(args: argparse.Namespace) -> int:
@@ -151,7 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("config", help="experiment YAML (or a YAML holding just a data: section)")
     c.add_argument("overrides", nargs="*", metavar="key=value")
     c.add_argument("--no-probe", action="store_true", help="do not open the videos (faster)")
-    c.add_argument("--workers", type=int, default=4, help="threads that open the videos")
+    c.add_argument("--deep", action="store_true",
+                   help="decode every frame: list damaged videos with their frame ranges and check "
+                        "every video's seeking (slow: a full decode of the dataset)")
+    c.add_argument("--workers", type=int, default=4, help="threads that open or decode the videos")
     c.set_defaults(fn=_data_check)
     ls = dsub.add_parser("list", help="the dataset adapters and their options")
     ls.set_defaults(fn=_data_list)

@@ -214,7 +214,8 @@ def _validate(cfg: ExperimentConfig) -> None:
     for key, options in CHOICES.items():
         if flat[key] not in options:
             raise ConfigError(f"{key}: {flat[key]!r} is not one of {', '.join(options)}")
-    for key in ("optim.warmup_epochs", "optim.freeze_backbone_epochs", "trainer.early_stopping_patience"):
+    for key in ("optim.warmup_epochs", "optim.freeze_backbone_epochs", "trainer.early_stopping_patience",
+                "trainer.num_threads", "data.num_workers"):
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]!r}")
     for key in POSITIVE:

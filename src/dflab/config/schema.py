@@ -186,7 +186,10 @@ class TrainerConfig:
     ``early_stopping_patience``: stop after this many validation epochs without a better
     ``monitor`` value (0: never stop early). ``precision: auto`` trains with 16-bit mixed
     precision when the run uses a CUDA GPU and 32-bit otherwise; any Lightning precision
-    string (``32-true``, ``16-mixed``, ``bf16-mixed``) forces one.
+    string (``32-true``, ``16-mixed``, ``bf16-mixed``) forces one. ``num_threads``: CPU
+    threads of each training process (torch and OpenCV); ``0`` takes the cores left over
+    after one per DataLoader worker (``data.num_workers``), so that decoding and the model
+    never oversubscribe the cores; loader workers always run one thread each.
     """
 
     max_epochs: int = 5
@@ -202,6 +205,7 @@ class TrainerConfig:
     deterministic: bool = False
     enable_progress_bar: bool = True
     early_stopping_patience: int = 0
+    num_threads: int = 0
 
 
 @dataclass

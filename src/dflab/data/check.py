@@ -4,6 +4,11 @@
 one; training runs the same check (without decoding) and refuses a broken layout with the same
 message. Leakage means a video, an identity (``VideoItem.group``) or the source of a fake
 (``VideoItem.sources``) found in two splits.
+
+With ``deep=True`` every frame of every video is decoded: damaged videos are problems (listed
+with the frame ranges that do not decode), and the seek check of :mod:`dflab.video.access`
+runs on every video, so the report says how many cannot be seeked exactly (dflab reads those by
+decoding forward from verified points; it is a fact about the files, not a problem).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ class Problem:
     """One thing wrong with a dataset.
 
     Attributes:
-        kind: ``missing``, ``empty``, ``unreadable``, ``duplicate``, ``split-leak``,
+        kind: ``missing``, ``empty``, ``unreadable``, ``damaged``, ``duplicate``, ``split-leak``,
             ``group-leak`` or ``source-leak``.
         path: the video (or the first of the videos) concerned.
         detail: a sentence saying what is wrong.
@@ -43,6 +48,24 @@ class DatasetCheck:
     name: str
     counts: Counter = field(default_factory=Counter)  # (dataset, split, label, method) -> videos
     problems: list[Problem] = field(default_factory=list)
+    #: videos whose seeking was checked (by ``deep`` or the face index) and those of them with
+    #: a seek point that does not decode like a sequential decode
+    seek_checked: int = 0
+    not_seek_exact: list[str] = field(default_factory=list)
+    seek_source: str = ""
+
+    def seeking(self) -> str:
+        """One paragraph on how many videos can be seeked exactly, or how to find out."""
+        if not self.seek_checked:
+            return ("Seeking: not checked yet (run `dflab faces` or `dflab data check --deep`); "
+                    "dflab checks every video when it builds the face index.")
+        lines = [f"Seeking ({self.seek_source}): {self.seek_checked - len(self.not_seek_exact)} of "
+                 f"{self.seek_checked} videos seek exactly; {len(self.not_seek_exact)} cannot be "
+                 "seeked exactly and are read by decoding forward from verified points only"]
+        lines += [f"  {p}" for p in self.not_seek_exact[:MAX_LISTED]]
+        if len(self.not_seek_exact) > MAX_LISTED:
+            lines.append(f"  ... and {len(self.not_seek_exact) - MAX_LISTED} more")
+        return "\n".join(lines)
 
     @property
     def ok(self) -> bool:
@@ -93,18 +116,49 @@ class DatasetCheck:
             raise DatasetLayoutError(self.message())
 
 
+def _deep_check(report: DatasetCheck, paths: list[str], workers: int, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    unreadable = {p.path for p in report.problems if p.kind == "unreadable"}
+    todo = [p for p in paths if p not in unreadable]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        results = tqdm(pool.map(_decode_all, todo), total=len(todo), desc="decoding every frame",
+                       unit="video", disable=not progress, dynamic_ncols=True)
+        for vpath, (damage, exact) in zip(todo, results, strict=True):
+            if damage:
+                report.problems.append(Problem("damaged", vpath, damage))
+            if not exact:
+                report.not_seek_exact.append(vpath)
+    report.seek_checked, report.seek_source = len(todo), "every frame decoded"
+
+
 def _probe(path: str) -> str | None:
-    from dflab.data.video import VideoDecodeError, probe_video
+    from dflab.video import VideoDecodeError, probe
 
     try:
-        probe_video(path)
+        probe(path)
     except (VideoDecodeError, RuntimeError, OSError) as err:
         return str(err).replace(f"{path}: ", "")
     return None
 
 
+def _decode_all(path: str) -> tuple[str | None, bool]:
+    """Decode every frame of ``path``: what is damaged (``None``: nothing) and whether it seeks exactly."""
+    from dflab.video import VideoDecodeError, check_decode, format_ranges, probe
+
+    try:
+        scan = check_decode(path, range(probe(path).num_frames), keep=False)
+    except (VideoDecodeError, RuntimeError, OSError) as err:
+        return str(err).replace(f"{path}: ", ""), True
+    if scan.damaged or scan.errors:
+        what = f"frames {format_ranges(scan.damaged)} could not be decoded" if scan.damaged else "decode errors"
+        return f"{what} ({scan.errors[0] if scan.errors else 'no frame came out'})", scan.seek.exact
+    return None, scan.seek.exact
+
+
 def check_dataset(
-    items: Sequence[VideoItem], name: str = "dataset", *, probe: bool = False, workers: int = 4
+    items: Sequence[VideoItem], name: str = "dataset", *, probe: bool = False, workers: int = 4,
+    deep: bool = False, progress: bool = False,
 ) -> DatasetCheck:
     """Count the videos and find what would break training or leak between splits.
 
@@ -112,7 +166,10 @@ def check_dataset(
         items: the videos, with their splits assigned.
         name: what the report calls the dataset.
         probe: also open every video and decode its first frame (slow on big datasets).
-        workers: threads used to probe.
+        workers: threads used to probe or decode.
+        deep: decode every frame of every video: damaged videos become problems (with the
+            frame ranges that do not decode) and every video's seeking is checked.
+        progress: show a progress bar with ETA while decoding (``deep``).
     """
     report = DatasetCheck(name)
     for it in items:
@@ -127,12 +184,14 @@ def check_dataset(
             report.problems.append(Problem("empty", it.path, "file is empty (0 bytes)"))
         else:
             present.append(it.path)
-    if probe and present:
+    if (probe or deep) and present:
         unique = sorted(set(present))
         with ThreadPoolExecutor(max(1, workers)) as pool:
             for vpath, err in zip(unique, pool.map(_probe, unique), strict=True):
                 if err:
                     report.problems.append(Problem("unreadable", vpath, err))
+        if deep:
+            _deep_check(report, unique, workers, progress)
 
     by_path: dict[str, list[VideoItem]] = defaultdict(list)
     by_key: dict[tuple[str, str], list[VideoItem]] = defaultdict(list)

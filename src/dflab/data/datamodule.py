@@ -2,13 +2,16 @@
 
 ``prepare_data`` (once per machine) generates the demo dataset when asked and builds the face
 index in parallel; ``setup`` (every process) reads the cached faces, leaves out videos that
-cannot be decoded or hold no face (recorded in :attr:`DeepfakeDataModule.excluded`) and builds
-one dataset per split.
+cannot be decoded, hold no face or are shorter than one clip (recorded in
+:attr:`DeepfakeDataModule.excluded`) and builds one dataset per split. Clips whose frames do not
+decode while training or evaluating are recorded in :attr:`DeepfakeDataModule.skipped`, each
+with one warning; both lists go into ``data_report.json``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,13 +22,16 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from dflab.config.schema import DataConfig, FacesConfig
-from dflab.data.dataset import ClipSpec, FaceClipDataset
+from dflab.data.dataset import ClipSpec, FaceClipDataset, collate_clips
 from dflab.data.items import resolve_items
 from dflab.data.sources import DatasetLayoutError, VideoItem
 from dflab.faces.crop_cache import CropCache
 from dflab.faces.index import FaceIndex, FaceReport, VideoFaces
 from dflab.faces.manipulated import training_tracks
 from dflab.faces.pack import build_dataset_index, dataset_pack_name, load_dataset_faces
+from dflab.utils.threads import worker_init
+
+log = logging.getLogger(__name__)
 
 
 class DeepfakeDataModule(pl.LightningDataModule):
@@ -47,6 +53,10 @@ class DeepfakeDataModule(pl.LightningDataModule):
         self.required = tuple(required)
         self.items: list[VideoItem] = []
         self.excluded: list[dict[str, str]] = []
+        #: clips that did not decode during training or evaluation (see :func:`collate_clips`)
+        self.skipped: list[dict[str, Any]] = []
+        self._skip_index: dict[tuple, dict[str, Any]] = {}
+        self._failed_clips: dict[str, set[int]] = {}
         self.face_report: FaceReport | None = None
         self.datasets: dict[str, FaceClipDataset] = {}
         self.split_items: dict[str, list[VideoItem]] = {}
@@ -85,10 +95,15 @@ class DeepfakeDataModule(pl.LightningDataModule):
             kept: list[tuple[VideoItem, VideoFaces]] = []
             for it in (i for i in self.items if i.split == split):
                 faces = faces_of[id(it)]
-                if faces.ok:
-                    kept.append((it, faces))
-                else:
+                if not faces.ok:
                     self.excluded.append({"path": it.path, "split": split, "reason": faces.reason or ""})
+                elif faces.num_frames < spec.span:
+                    reason = (f"{it.path}: {faces.num_frames} frames, shorter than one clip "
+                              f"({spec.span} frames: data.frames_per_clip x data.frame_stride)")
+                    log.warning("left out: %s", reason)
+                    self.excluded.append({"path": it.path, "split": split, "reason": reason})
+                else:
+                    kept.append((it, faces))
             if not kept:
                 continue
             items, faces_list = zip(*kept, strict=True)
@@ -101,7 +116,7 @@ class DeepfakeDataModule(pl.LightningDataModule):
                 min_track_coverage=self.faces_cfg.min_track_coverage, crop_cache=crop_cache,
                 video_keys=[index.key(it.path) for it in items] if crop_cache else (),
                 train_tracks=training_tracks(items, faces_list, index, self.progress) if train else (),
-                self_blend=self.data_cfg.self_blend,
+                self_blend=self.data_cfg.self_blend, split=split,
             )
         for split in self.required:
             if split not in self.datasets:
@@ -119,12 +134,13 @@ class DeepfakeDataModule(pl.LightningDataModule):
                     f"{'real' if labels == {0} else 'fake'} videos; it needs both classes"
                 )
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool, sampler: WeightedRandomSampler | None = None) -> DataLoader:
         workers = self.data_cfg.num_workers
         return DataLoader(
             self.datasets[split], batch_size=self.data_cfg.batch_size, shuffle=shuffle,
-            num_workers=workers, persistent_workers=workers > 0, pin_memory=False,
-            drop_last=False,
+            sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
+            pin_memory=False, drop_last=False, collate_fn=collate_clips,
+            worker_init_fn=worker_init if workers > 0 else None,
         )
 
     def train_sampler(self) -> WeightedRandomSampler | None:
@@ -151,13 +167,7 @@ class DeepfakeDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         sampler = self.train_sampler()
-        if sampler is None:
-            return self._loader("train", shuffle=True)
-        workers = self.data_cfg.num_workers
-        return DataLoader(
-            self.datasets["train"], batch_size=self.data_cfg.batch_size, sampler=sampler,
-            num_workers=workers, persistent_workers=workers > 0, drop_last=False,
-        )
+        return self._loader("train", shuffle=sampler is None, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
@@ -170,13 +180,73 @@ class DeepfakeDataModule(pl.LightningDataModule):
     def has_split(self, split: str) -> bool:
         return split in self.datasets
 
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Take the records of clips that did not decode out of the batch (see :meth:`record_skipped`)."""
+        if isinstance(batch, dict) and "skipped" in batch:
+            self.record_skipped(batch.pop("skipped"))
+        return batch
+
+    def record_skipped(self, records: Sequence[dict[str, Any]]) -> None:
+        """Keep records of clips that did not decode, one per file, frames, split and action
+        (counting the passes); warn once for each."""
+        for rec in records:
+            key = (rec["path"], rec["frames"], rec["split"], rec["action"])
+            self._failed_clips.setdefault(rec["split"], set()).add(rec["clip"])
+            if key in self._skip_index:
+                self._skip_index[key]["count"] += 1
+                continue
+            entry = {k: rec[k] for k in ("path", "split", "frames", "action", "reason")} | {"count": 1}
+            self._skip_index[key] = entry
+            self.skipped.append(entry)
+            log.warning("%s clip %s (%s): %s", rec["split"], rec["action"],
+                        "another clip of the video was read instead" if rec["action"] == "replaced"
+                        else "left out of this pass", rec["reason"])
+
+    def gather_skipped(self, trainer: pl.Trainer) -> None:
+        """Merge every process's :attr:`skipped` records into each process (no-op without DDP)."""
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, (self.skipped, self._failed_clips))
+            merged: dict[tuple, dict[str, Any]] = {}
+            for records, _ in gathered:
+                for rec in records:
+                    key = (rec["path"], rec["frames"], rec["split"], rec["action"])
+                    if key in merged:
+                        merged[key]["count"] += rec["count"]
+                    else:
+                        merged[key] = dict(rec)
+            self.skipped = list(merged.values())
+            for _, failed in gathered:
+                for split, clips in failed.items():
+                    self._failed_clips.setdefault(split, set()).update(clips)
+
+    def undecodable_videos(self) -> list[dict[str, str]]:
+        """Evaluation videos none of whose clips decoded (they have no score)."""
+        out = []
+        for split, dataset in self.datasets.items():
+            failed = self._failed_clips.get(split, set())
+            if dataset.train or not failed:
+                continue
+            clips_of: dict[int, set[int]] = {}
+            n = dataset.clips_per_video
+            for u, (video, _) in enumerate(dataset.units):
+                clips_of.setdefault(video, set()).update(range(u * n, (u + 1) * n))
+            for video, clips in clips_of.items():
+                if clips <= failed:
+                    path = dataset.items[video].path
+                    reason = next(r["reason"] for r in self.skipped if r["split"] == split and r["path"] == path)
+                    out.append({"path": path, "split": split, "reason": f"no clip could be decoded ({reason})"})
+        return out
+
     def report(self) -> dict[str, Any]:
-        """Counts per split and label, and the videos left out with their reasons."""
+        """Counts per split and label, the videos left out with their reasons, and the clips
+        that did not decode (one entry per clip and pass)."""
         counts = {
             split: {"real": sum(i.label == 0 for i in its), "fake": sum(i.label == 1 for i in its)}
             for split, its in self.split_items.items()
         }
-        return {"videos": counts, "excluded": self.excluded}
+        return {"videos": counts, "excluded": self.excluded + self.undecodable_videos(),
+                "decode_failures": self.skipped}
 
     def write_report(self, path: str | Path) -> Path:
         path = Path(path)

@@ -41,7 +41,7 @@ import numpy as np
 from dflab.data.demo_faces import load_portraits
 from dflab.data.demo_render import frame_landmarks, render_video
 from dflab.data.sources import SPLITS
-from dflab.data.video import write_video
+from dflab.video import write_video
 
 __all__ = [
     "DEMO_VERSION",

@@ -78,7 +78,7 @@ def evaluate_on(module: DetectorModule, trained: ExperimentConfig, target: Exper
     items = dm.split_items["test"]
     n_fake = int(labels.sum())
     result = TestSetResult(cfg.name, len(labels) - n_fake, n_fake,
-                           [e for e in dm.excluded if e["split"] == "test"],
+                           [e for e in dm.report()["excluded"] if e["split"] == "test"],
                            {k: metrics[k] for k in LEVEL_METRICS if k in metrics},
                            breakdown(items, vids, probs, labels))
     return result, (items, vids, probs, labels)

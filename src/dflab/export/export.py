@@ -67,6 +67,7 @@ def sample_frames(cfg: ExperimentConfig, count: int = 32) -> torch.Tensor:
     """Real face crops from the run's dataset (test split if present, else validation): frames
     ``(N*T, 3, H, W)``, or windows ``(N, T, 3, H, W)`` for a temporal network."""
     from dflab.data.datamodule import DeepfakeDataModule
+    from dflab.data.dataset import collate_clips
 
     cfg.data.num_workers = 0
     dm = DeepfakeDataModule(cfg.data, cfg.faces, seed=cfg.seed, progress=False)
@@ -74,7 +75,8 @@ def sample_frames(cfg: ExperimentConfig, count: int = 32) -> torch.Tensor:
     dm.setup("test")
     dataset = dm.datasets["test" if dm.has_split("test") else "val"]
     step = max(1, len(dataset) // count)
-    clips = [dataset[i]["clip"] for i in range(0, len(dataset), step)][:count]
+    batch = collate_clips(dataset.__getitems__(list(range(0, len(dataset), step))[:count]))
+    clips = list(batch["clip"])  # clips that did not decode are left out
     if cfg.model.temporal != "none":
         return torch.stack(clips)  # (N, T, 3, H, W): temporal networks score windows
     return torch.cat(clips)  # (N*T, 3, H, W)

@@ -10,6 +10,11 @@ track 0, the largest and most persistent person. Tracks are derived from the sto
 detections, so they need no extra cache data. Entries written by an older ``_CACHE_VERSION``
 (whose main face came from another rule) are treated as missing and detected again.
 
+The same pass checks where the video can be seeked exactly (:func:`dflab.video.check_decode`:
+detection frames are decoded forward from the start, and every seek point passed is compared
+with a second decode started there); the verified access points are stored with the faces, so
+every later read of the video starts only where decoding is exact.
+
 Entries are written atomically (temp file + ``os.replace``), so a killed process never leaves a
 corrupt entry; an unreadable entry is treated as missing. Decode errors and videos without a
 face are cached too (with the reason), and a file whose size or mtime changed gets a new key.
@@ -38,11 +43,11 @@ from typing import Any
 
 import numpy as np
 
-from dflab.data.video import VideoDecodeError, probe_video, read_frames
 from dflab.faces.detector import Detection, FaceDetector, create_detector
 from dflab.faces.tracks import FaceTrack, link_tracks
+from dflab.video import VideoDecodeError, check_decode, probe
 
-_CACHE_VERSION = 2  # 2: main face = largest face track (was: largest face, then best IoU)
+_CACHE_VERSION = 3  # 3: seek check and damaged frames; 2: main face = largest face track
 
 
 @dataclass
@@ -61,6 +66,13 @@ class VideoFaces:
         all_sample: ``(M,)`` int64 position in ``frame_indices`` of every raw detection.
         all_boxes: ``(M, 4)``, ``all_scores`` ``(M,)``, ``all_landmarks`` ``(M, 5, 2)``: every
             detection on every sampled frame, tracked or not.
+        access_points: ``(A,)`` int64 frames where decoding may start and reproduce a
+            sequential decode exactly (``0`` and every verified seek point); readers start
+            nowhere else.
+        rejected_seeks: ``(R,)`` int64 seek points whose frames differed from a sequential
+            decode (the video cannot be seeked there).
+        damaged: ``(D,)`` int64 frames of the detection pass the decoder could not produce.
+        seek_unchecked: seek points not checked (beyond the decoded range); never used.
     """
 
     path: str
@@ -77,6 +89,10 @@ class VideoFaces:
     all_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     all_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     all_landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 5, 2), np.float32))
+    access_points: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    rejected_seeks: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    damaged: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    seek_unchecked: int = 0
     _tracks: list[FaceTrack] | None = field(default=None, init=False, repr=False, compare=False)
 
     def tracks(self) -> list[FaceTrack]:
@@ -94,6 +110,11 @@ class VideoFaces:
                 self.all_landmarks,
             )
         return self._tracks
+
+    @property
+    def seek_exact(self) -> bool:
+        """No seek point of the video decodes differently from a sequential decode."""
+        return len(self.rejected_seeks) == 0
 
     @property
     def found(self) -> np.ndarray:
@@ -263,26 +284,33 @@ def detect_video(
 ) -> VideoFaces:
     """Decode ``num_frames`` sampled frames of a video, detect faces and link them into tracks.
 
-    The main face (``boxes``, ``scores``, ``landmarks``) is track 0 of
-    :meth:`VideoFaces.tracks`. Decode errors do not raise: they are returned in
-    :attr:`VideoFaces.error`.
+    The frames are decoded in one forward pass that also checks where the video can be
+    seeked exactly (:func:`dflab.video.check_decode`). The main face (``boxes``, ``scores``,
+    ``landmarks``) is track 0 of :meth:`VideoFaces.tracks`. Decode errors do not raise: they
+    are returned in :attr:`VideoFaces.error`; sampled frames that do not decode (a damaged
+    file) have no face and are listed in :attr:`VideoFaces.damaged`.
     """
     path = str(path)
     try:
-        info = probe_video(path)
+        info = probe(path)
         indices = sample_indices(info.num_frames, num_frames, step)
-        frames = read_frames(path, indices.tolist())
+        decoded = check_decode(path, indices)
     except VideoDecodeError as err:
         return _failed(path, str(err))
-    per_frame = [detector.detect(frame) for frame in frames]
+    if not decoded.frames:
+        reason = decoded.errors[0] if decoded.errors else "no frame came out"
+        return _failed(path, f"{path}: none of {len(indices)} sampled frames could be decoded ({reason})")
+    per_frame = [detector.detect(decoded.frames[int(i)]) if int(i) in decoded.frames else []
+                 for i in indices]
     flat = [(i, d) for i, dets in enumerate(per_frame) for d in dets]
     k = len(indices)
+    seek = decoded.seek
     faces = VideoFaces(
         path=path,
         num_frames=info.num_frames,
         fps=info.fps,
-        height=int(frames.shape[1]),
-        width=int(frames.shape[2]),
+        height=info.height,
+        width=info.width,
         frame_indices=indices,
         boxes=np.full((k, 4), np.nan, np.float32),
         scores=np.full(k, np.nan, np.float32),
@@ -291,6 +319,10 @@ def detect_video(
         all_boxes=np.array([d.box for _, d in flat], np.float32).reshape(-1, 4),
         all_scores=np.array([d.score for _, d in flat], np.float32),
         all_landmarks=np.array([d.landmarks for _, d in flat], np.float32).reshape(-1, 5, 2),
+        access_points=seek.access_points,
+        rejected_seeks=seek.rejected,
+        damaged=np.asarray(decoded.damaged, np.int64),
+        seek_unchecked=seek.unchecked,
     )
     tracks = faces.tracks()
     if tracks:
@@ -317,6 +349,7 @@ def _failed(path: str, error: str) -> VideoFaces:
 _ARRAYS = (
     "frame_indices", "boxes", "scores", "landmarks",
     "all_sample", "all_boxes", "all_scores", "all_landmarks",
+    "access_points", "rejected_seeks", "damaged",
 )  # fmt: skip
 
 
@@ -396,6 +429,7 @@ class FaceIndex:
             height=meta["height"],
             width=meta["width"],
             error=meta["error"],
+            seek_unchecked=meta.get("seek_unchecked", 0),
             **arrays,
         )
 
@@ -414,6 +448,7 @@ class FaceIndex:
             "height": faces.height,
             "width": faces.width,
             "error": faces.error,
+            "seek_unchecked": faces.seek_unchecked,
         }
         fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.stem}.", suffix=".tmp")
         try:
@@ -538,6 +573,9 @@ class VideoOutcome:
         detected_frames: frames run through the detector by this build (0 when cached).
         error: why the video failed (names the file), else ``None``.
         num_tracks: face tracks (people) found in the video.
+        seek_exact: every seek point checked decodes like a sequential decode (``False``:
+            the video is read by decoding forward from verified points only).
+        damaged: sampled frames the decoder could not produce.
     """
 
     path: str
@@ -547,6 +585,8 @@ class VideoOutcome:
     detected_frames: int = 0
     error: str | None = None
     num_tracks: int = 0
+    seek_exact: bool = True
+    damaged: int = 0
 
     @property
     def status(self) -> str:
@@ -567,6 +607,8 @@ def _outcome(faces: VideoFaces, source: str) -> VideoOutcome:
         detected,
         faces.error,
         num_tracks=len(faces.tracks()),
+        seek_exact=faces.seek_exact,
+        damaged=len(faces.damaged),
     )
 
 
@@ -623,6 +665,16 @@ class FaceReport:
         return sum(v.status == "ok" and v.num_tracks >= 2 for v in self.videos)
 
     @property
+    def not_seek_exact(self) -> list[str]:
+        """Videos with a seek point that does not decode like a sequential decode."""
+        return [v.path for v in self.videos if v.status != "failed" and not v.seek_exact]
+
+    @property
+    def with_damage(self) -> list[str]:
+        """Videos with sampled frames the decoder could not produce."""
+        return [v.path for v in self.videos if v.damaged]
+
+    @property
     def frames_per_second(self) -> float:
         """Sampled frames decoded and detected per second of this build."""
         frames = sum(v.detected_frames for v in self.videos)
@@ -642,6 +694,9 @@ class FaceReport:
             ),
             ("no face", f"{len(self.no_face)}"),
             ("failed", f"{len(self.failures)}"),
+            ("seeking", f"{len(self.not_seek_exact)} videos not seek-exact (read from verified "
+                        "points only)"),
+            ("damaged", f"{len(self.with_damage)} videos with undecodable sampled frames"),
             ("time", f"{self.seconds:.1f} s, {self.frames_per_second:.1f} frames/s"),
         ]
         lines = [f"Face index {self.detector}-n{self.num_frames} ({self.workers} workers)"]
@@ -672,6 +727,8 @@ class FaceReport:
             "mean_found_fraction": self.mean_found_fraction,
             "mean_tracks": self.mean_tracks,
             "multi_person": self.multi_person,
+            "not_seek_exact": len(self.not_seek_exact),
+            "with_damage": len(self.with_damage),
             "frames_per_second": self.frames_per_second,
             "videos": [asdict(v) | {"status": v.status} for v in self.videos],
         }

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from dflab.data.sources import VideoItem
-from dflab.data.video import VideoDecodeError, read_frames
 from dflab.faces.index import FaceIndex, VideoFaces
+from dflab.video import VideoDecodeError, probe, read_frames
 
 log = logging.getLogger(__name__)
 MIN_COVERAGE = 0.05  # a track whose boxes hold less mask than this is not "the" fake face
@@ -38,6 +38,7 @@ def track_mask_coverage(faces: VideoFaces, mask_path: str, max_frames: int = 4) 
     tracks = faces.tracks()
     found = faces.frame_indices[~np.isnan(faces.scores)]
     picks = found[np.linspace(0, len(found) - 1, min(max_frames, len(found))).round().astype(int)]
+    picks = np.minimum(picks, probe(mask_path).num_frames - 1)  # a mask video may be shorter
     masks = read_frames(mask_path, picks).max(axis=3) > 127  # (T, h, w)
     sy, sx = masks.shape[1] / faces.height, masks.shape[2] / faces.width
     coverage = np.zeros(len(tracks))

@@ -44,7 +44,8 @@ def write_pack(index: FaceIndex, faces: Sequence[VideoFaces], name: str) -> Path
     """Pack ``faces`` (entries of ``index``) as dataset ``name``; returns the file."""
     keys = [index.key(f.path) or "" for f in faces]
     meta = [{"path": os.path.abspath(f.path), "num_frames": f.num_frames, "fps": f.fps,
-             "height": f.height, "width": f.width, "error": f.error} for f in faces]
+             "height": f.height, "width": f.width, "error": f.error,
+             "seek_unchecked": f.seek_unchecked} for f in faces]
     arrays: dict[str, np.ndarray] = {}
     for array in _ARRAYS:
         parts = [np.asarray(getattr(f, array)) for f in faces]
@@ -97,6 +98,20 @@ def _packed_by_path(index: FaceIndex, paths: Sequence[str], name: str) -> tuple[
             faces.path = str(path)
             found[str(path)] = faces
     return found, len(packed)
+
+
+def indexed_faces(index: FaceIndex, paths: Sequence[str], name: str) -> dict[str, VideoFaces]:
+    """The entries of ``paths`` already in the index (pack or per-video files), by path.
+
+    Detects nothing: videos not indexed yet are simply absent.
+    """
+    found, _ = _packed_by_path(index, paths, name)
+    for path in paths:
+        if str(path) not in found:
+            faces = index.cached(path)
+            if faces is not None:
+                found[str(path)] = faces
+    return found
 
 
 def build_dataset_index(index: FaceIndex, paths: Sequence[str], name: str, workers: int = 2,

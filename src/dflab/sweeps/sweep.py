@@ -174,7 +174,7 @@ def _summarise(study: optuna.Study, cfg: SweepConfig, client: Any, parent: str) 
         client.log_artifact(parent, str(tmpdir / "trials.csv"))
         best_cfg = load_config(cfg.experiment, [*cfg.overrides, *(f"{k}={v}" for k, v in best.params.items())])
         client.log_artifact(parent, str(save_config(best_cfg, tmpdir / "best_config.yaml")))
-        plot = _parallel_coordinates(study, tmpdir / "parallel_coordinates.png")
+        plot = _parallel_coordinates(study, tmpdir / "parallel_coordinates.png", best_cfg.monitor)
         if plot is not None:
             client.log_artifact(parent, str(plot), "plots")
     client.set_terminated(parent, "FINISHED")
@@ -187,7 +187,8 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _parallel_coordinates(study: optuna.Study, path: Path) -> Path | None:
+def _parallel_coordinates(study: optuna.Study, path: Path, objective: str) -> Path | None:
+    """Optuna's parallel-coordinates plot, its objective axis named after the metric."""
     import warnings
 
     import matplotlib
@@ -199,10 +200,11 @@ def _parallel_coordinates(study: optuna.Study, path: Path) -> Path | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            ax = plot_parallel_coordinate(study)
+            ax = plot_parallel_coordinate(study, target_name=objective)
         except (ValueError, ImportError) as err:
             log.warning("parallel-coordinates plot skipped: %s", err)
             return None
+    ax.set_title(f"study {study.study_name}: {objective} ({study.direction.name.lower()}) per trial")
     fig = typing.cast(plt.Figure, ax.figure)
     fig.set_size_inches(10, 5)
     fig.tight_layout()

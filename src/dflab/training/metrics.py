@@ -20,18 +20,16 @@ from torchmetrics.functional.classification import (
     binary_accuracy,
     binary_auroc,
     binary_average_precision,
-    binary_roc,
+    binary_eer,
 )
 
 METRIC_NAMES = ("auroc", "acc", "eer", "ap", "logloss")
 
 
 def equal_error_rate(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Rate where false-positive and false-negative rates meet (lower is better)."""
-    fpr, tpr, _ = binary_roc(probs, labels.long())
-    fnr = 1.0 - tpr
-    i = torch.argmin(torch.abs(fnr - fpr))
-    return (fpr[i] + fnr[i]) / 2
+    """Equal error rate: where the false-positive and false-negative rates meet (lower is
+    better); torchmetrics' :func:`~torchmetrics.functional.classification.binary_eer`."""
+    return binary_eer(probs, labels.long())
 
 
 def binary_scores(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

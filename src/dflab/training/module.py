@@ -62,7 +62,11 @@ class DetectorModule(pl.LightningModule):
         network each frame (the clip's logit is then the mean of the frames'); shape ``(B,)``."""
         return clip_logits(self.net, clips)
 
-    def model_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+    def model_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor | None:
+        """Loss of a batch, with the stage's metrics updated; ``None`` for an empty batch
+        (every clip of it failed to decode and was recorded by the data module)."""
+        if batch["clip"].shape[0] == 0:
+            return None
         logits = self(batch["clip"])
         labels = batch["label"].float()
         loss = F.binary_cross_entropy_with_logits(logits, labels)
@@ -72,8 +76,10 @@ class DetectorModule(pl.LightningModule):
                  prog_bar=stage != "test", batch_size=len(labels), sync_dist=stage != "train")
         return loss
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         loss = self.model_step(batch, "train")
+        if loss is None:
+            return None  # Lightning skips the optimizer step
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"training loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step} "

@@ -6,6 +6,7 @@ import csv
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,35 +36,37 @@ def metrics_table(metrics: Mapping[str, float], title: str = "Results") -> str:
     return cap.get()
 
 
-def roc_points(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False- and true-positive rates over all thresholds."""
-    order = np.argsort(-probs, kind="stable")
-    labels = labels[order].astype(bool)
-    tp = np.concatenate([[0], np.cumsum(labels)])
-    fp = np.concatenate([[0], np.cumsum(~labels)])
-    return fp / max(1, fp[-1]), tp / max(1, tp[-1])
+def roc_curve(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """False- and true-positive rates over all thresholds, and the area under them.
+
+    torchmetrics' :func:`~torchmetrics.functional.classification.binary_roc`: tied scores make
+    one threshold (one diagonal step), so the area equals ``binary_auroc`` whatever the input
+    order.
+    """
+    import torch
+    from torchmetrics.functional.classification import binary_auroc, binary_roc
+
+    p, y = torch.as_tensor(np.asarray(probs), dtype=torch.float32), torch.as_tensor(np.asarray(labels)).long()
+    fpr, tpr, _ = binary_roc(p, y)
+    return fpr.numpy(), tpr.numpy(), float(binary_auroc(p, y))
 
 
 def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "ROC") -> Path:
-    """Plot one ROC curve per entry ``name -> (probs, labels)`` into a PNG."""
+    """Plot one ROC curve per entry ``name -> (probs, labels)`` into a PNG, its AUROC in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dflab.training.metrics import binary_scores
-
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
     for name, (probs, labels) in curves.items():
         if len(np.unique(labels)) < 2:
             continue
-        fpr, tpr = roc_points(np.asarray(probs), np.asarray(labels))
-        import torch
-
-        auc = float(binary_scores(torch.as_tensor(probs), torch.as_tensor(labels))["auroc"])
+        fpr, tpr, auc = roc_curve(probs, labels)
         ax.plot(fpr, tpr, label=f"{name} (AUROC {auc:.3f})")
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set_title(title, fontsize=9, wrap=True)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     path = Path(path)
@@ -71,6 +74,15 @@ def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Pa
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def model_description(model: Any, data: Any, triplet: Any = None) -> str:
+    """What was trained, for plot titles: ``resnet10t, 96 px`` or ``efficientnet_b0 + lstm, 8x224 px``."""
+    what = model.backbone if model.temporal == "none" else f"{model.backbone} + {model.temporal}"
+    if triplet is not None and triplet.enabled:
+        what += " (triplet)"
+    frames = f"{data.frames_per_clip}x" if data.frames_per_clip > 1 else ""
+    return f"{what}, {frames}{data.image_size} px"
 
 
 def write_predictions(path: str | Path, items: Sequence[VideoItem], video_idx, probs, labels) -> Path:

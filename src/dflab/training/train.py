@@ -28,7 +28,8 @@ from dflab.tracking.mlflow_utils import ensure_experiment, prepare_tracking
 from dflab.training.breakdown import breakdown, breakdown_metrics, breakdown_table, write_breakdown
 from dflab.training.freeze import BackboneFreeze
 from dflab.training.module import DetectorModule
-from dflab.training.reports import metrics_table, plot_roc, write_predictions
+from dflab.training.reports import metrics_table, model_description, plot_roc, write_predictions
+from dflab.utils.threads import set_training_threads
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,9 @@ def run_experiment(
         return run_triplet(cfg, tags=tags, callbacks=callbacks, progress=progress,
                            model_summary=model_summary)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    on_cpu = cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available()
+    cpu_processes = cfg.trainer.devices if on_cpu else 1
+    set_training_threads(cfg.trainer.num_threads, cfg.data.num_workers, cpu_processes)
     datamodule = DeepfakeDataModule(cfg.data, cfg.faces, seed=cfg.seed, progress=progress)
     module = module if module is not None else build_module(cfg)
 
@@ -193,6 +197,7 @@ def run_experiment(
         if stage in module.predictions:
             curves[stage] = module.predictions[stage]
     trainer.loggers = loggers
+    datamodule.gather_skipped(trainer)
 
     result = RunResult(logger.run_id, best_score, best_path, {k: v for k, v in final.items() if "/" in k})
     if trainer.is_global_zero:
@@ -229,7 +234,8 @@ def _log_artifacts(cfg: ExperimentConfig, logger: MLFlowLogger, datamodule: Deep
                                     "reports")
                 print(breakdown_table(stage, rows))
         if probs_by_stage:
-            client.log_artifact(run_id, str(plot_roc(probs_by_stage, tmpdir / "roc.png", cfg.name)), "plots")
+            title = f"{cfg.logging.run_name or cfg.name}: {model_description(cfg.model, cfg.data, cfg.triplet)}"
+            client.log_artifact(run_id, str(plot_roc(probs_by_stage, tmpdir / "roc.png", title)), "plots")
     if cfg.logging.log_checkpoint and result.best_checkpoint:
         client.log_artifact(run_id, result.best_checkpoint, "checkpoints")
     if datamodule.excluded:

@@ -77,7 +77,9 @@ class TripletModule(DetectorModule):
         frames = net.embed(clips.flatten(0, 1)).view(b, t, -1)
         return F.normalize(frames.mean(dim=1), dim=-1)
 
-    def model_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+    def model_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor | None:
+        if batch["clip"].shape[0] == 0:  # every clip of the batch failed to decode
+            return None
         loss = triplet_loss(self.clip_embeddings(batch["clip"]), batch["label"], self.margin, self.mining)
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True,
                  prog_bar=stage != "test", batch_size=len(batch["label"]), sync_dist=stage != "train")

@@ -1,0 +1,1 @@
+"""Small helpers with no dflab dependencies: thread counts."""

@@ -1,0 +1,333 @@
+"""Exact frame access: every frame read equals the frame a sequential decode gives.
+
+FFmpeg-based readers seek to the container's seek points (``stss`` in MP4) and decode forward
+from there. Some real files have seek points that do not decode on their own: sync-sample
+tables that mark frames which are not random-access points, and FaceForensics++ c23's H.264
+High 4:4:4 streams, whose frames past the second keyframe come back grey/green after a seek
+although a decode from the start is exact. Nothing warns: the reader just returns other pixels.
+
+dflab therefore decides per video, once, where decoding may start:
+
+- :func:`check_decode` decodes the video forward from its start (the reference) and, at every
+  seek point it passes, starts a second decoder there and compares the first
+  :data:`CHECK_WINDOW` frames and the last frame before the next seek point against the
+  reference. A seek point whose frames all agree (mean absolute difference below
+  :data:`EXACT_MAD` of 255) becomes an *access point*; the others are never seeked to.
+- :func:`read_frames` reads any frames by starting only at verified access points (the start
+  of the file always is one) and decoding forward, through unverified seek points if need be.
+
+A video with no verified seek point past the start is still read exactly, by decoding from
+its start. The cost of each path is measured in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dflab.video.backend import DecodedFrame, VideoStream, open_stream
+from dflab.video.info import VideoDecodeError, VideoInfo, probe
+
+EXACT_MAD = 1.0
+"""Largest mean absolute difference (0-255 scale) between two decodes of a frame that count as
+the same frame."""
+
+CHECK_WINDOW = 8
+"""Frames compared after each seek point (plus the last frame before the next one)."""
+
+MAX_CHECKED_SEEK_POINTS = 64
+"""Seek points checked per video at most (evenly spread); the others are decoded through."""
+
+
+@dataclass(frozen=True)
+class SeekCheck:
+    """Where a video can be seeked exactly, as found by :func:`check_decode`.
+
+    Attributes:
+        access_points: ``(A,)`` int64 display indices where decoding may start; ``0`` first.
+        rejected: seek points whose frames differed from the sequential decode (never used).
+        unchecked: seek points past the decoded range or beyond :data:`MAX_CHECKED_SEEK_POINTS`
+            (decoded through, never seeked to).
+        checked_frames: frames compared between the two decodes.
+        max_mad: the largest mean absolute difference seen on a verified seek point.
+    """
+
+    access_points: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    rejected: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    unchecked: int = 0
+    checked_frames: int = 0
+    max_mad: float = 0.0
+
+    @property
+    def exact(self) -> bool:
+        """No seek point was found to decode differently from a sequential decode."""
+        return len(self.rejected) == 0
+
+
+@dataclass
+class CheckedDecode:
+    """Frames decoded in one sequential pass, with the seek check made on the way.
+
+    Attributes:
+        info: the probed video.
+        frames: display index → ``(H, W, 3)`` uint8 RGB of every wanted frame that decoded.
+        seek: the seek check.
+        damaged: display indices of wanted (or compared) frames the decoder could not produce.
+        errors: the decoder's messages about damaged packets.
+    """
+
+    info: VideoInfo
+    frames: dict[int, np.ndarray]
+    seek: SeekCheck
+    damaged: list[int]
+    errors: list[str]
+
+
+def frame_mad(a: DecodedFrame, b: DecodedFrame) -> float:
+    """Mean absolute difference of two decodes of one frame, on a 0-255 scale."""
+    import cv2
+
+    (pa, top), (pb, _) = a.planes(), b.planes()
+    if pa.shape != pb.shape or pa.dtype != pb.dtype:
+        pa, pb, top = a.rgb(), b.rgb(), 255
+    flat_a, flat_b = pa.reshape(pa.shape[0], -1), pb.reshape(pb.shape[0], -1)
+    return float(cv2.norm(flat_a, flat_b, cv2.NORM_L1)) / pa.size * 255.0 / top
+
+
+def _checkpoints(keyframes: np.ndarray, last: int, window: int, limit: int) -> tuple[dict[int, list[int]], int]:
+    """Frames compared per checked seek point, and how many seek points go unchecked."""
+    inside = [int(k) for k in keyframes if 0 < k <= last]
+    picked = inside
+    if len(inside) > limit:
+        picked = [inside[i] for i in np.linspace(0, len(inside) - 1, limit).round().astype(int)]
+    bounds = [int(k) for k in keyframes if k > 0] + [last + 1]
+    out = {}
+    for k in picked:
+        end = min(b for b in bounds if b > k)  # the next seek point (or the pass end)
+        frames = list(range(k, min(k + window, end)))
+        if end - 1 > frames[-1]:
+            frames.append(end - 1)
+        out[k] = frames
+    unchecked = len(inside) - len(picked) + int(np.sum(keyframes > last))
+    return out, unchecked
+
+
+def check_decode(path: str, indices: Sequence[int] | np.ndarray, backend: str = "pyav",
+                 keep: bool = True, window: int = CHECK_WINDOW,
+                 max_checks: int = MAX_CHECKED_SEEK_POINTS) -> CheckedDecode:
+    """Decode ``indices`` in one sequential pass and check every seek point passed on the way.
+
+    The pass decodes from the start of the file to the last wanted frame (skipping frames
+    nothing depends on), so its frames are the reference. At each seek point in that range a
+    second decoder starts there; its first ``window`` frames and the last frame before the
+    next seek point are compared with the pass.
+
+    Args:
+        path: video file.
+        indices: display indices wanted (any order, repeats allowed).
+        backend: decoder (see :func:`~dflab.video.backend.open_stream`).
+        keep: return the RGB frames of ``indices`` (``False`` only checks and scans).
+        window: frames compared after each seek point.
+        max_checks: seek points checked at most.
+
+    Returns:
+        The frames, the :class:`SeekCheck` and the frames that did not decode.
+
+    Raises:
+        VideoDecodeError: the file cannot be opened or holds no frames.
+        ValueError: an index is outside the video.
+    """
+    info = probe(path)
+    wanted = _valid(info, indices)
+    last = int(wanted[-1]) if len(wanted) else 0
+    checks, unchecked = _checkpoints(info.keyframes, last, window, max_checks)
+    owner = {c: k for k, frames in checks.items() for c in frames}
+    keep_set = set(wanted.tolist()) if keep else set()
+    targets = set(wanted.tolist()) | set(owner)
+    main, verifier = open_stream(info, backend), open_stream(info, backend)
+    frames: dict[int, np.ndarray] = {}
+    seen: set[int] = set()
+    state: dict[int, list] = {}  # seek point -> [ok, verifier frames iterator, worst mad]
+    compared = 0
+    try:
+        main.start_at(0)
+        for frame in main.decode(targets, max(targets) if targets else 0):
+            i = frame.index
+            seen.add(i)
+            if i in keep_set:
+                frames[i] = frame.rgb()
+            k = owner.get(i)
+            if k is None:
+                continue
+            if k not in state:
+                started = verifier.start_at(k)
+                state[k] = [started, verifier.decode(checks[k], checks[k][-1]) if started else None, 0.0]
+            entry = state[k]
+            if not entry[0]:
+                continue
+            other = next((f for f in entry[1] if f.index >= i), None)
+            if other is None or other.index != i:
+                entry[0] = False
+                continue
+            mad = frame_mad(frame, other)
+            compared += 1
+            entry[2] = max(entry[2], mad)
+            if mad >= EXACT_MAD:
+                entry[0] = False
+    finally:
+        main.close()
+        verifier.close()
+    verified = [k for k, (ok, _, _) in state.items() if ok and set(checks[k]) <= seen]
+    rejected = [k for k, (ok, _, _) in state.items() if not ok]
+    unchecked += len(checks) - len(verified) - len(rejected)
+    worst = max((state[k][2] for k in verified), default=0.0)
+    seek = SeekCheck(np.asarray([0, *sorted(verified)], np.int64), np.asarray(sorted(rejected), np.int64),
+                     unchecked, compared, worst)
+    damaged = sorted(targets - seen)
+    return CheckedDecode(info, frames, seek, damaged, list(main.errors))
+
+
+def _valid(info: VideoInfo, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    idx = np.unique(np.asarray(indices, dtype=np.int64))
+    if len(idx) and (idx[0] < 0 or idx[-1] >= info.num_frames):
+        bad = idx[(idx < 0) | (idx >= info.num_frames)]
+        raise ValueError(f"{info.path}: frame {int(bad[0])} is outside the video (frames 0-{info.num_frames - 1})")
+    return idx
+
+
+def plan_runs(frames: np.ndarray, access_points: np.ndarray) -> list[tuple[int, list[int]]]:
+    """Split sorted frames into decode runs, each started at a verified access point.
+
+    A frame joins the current run when no access point lies between the run's last frame and
+    it (decoding on is then never longer than starting again); otherwise a new run starts at
+    the last access point at or before the frame.
+
+    Args:
+        frames: ``(N,)`` sorted unique display indices.
+        access_points: ``(A,)`` sorted display indices where decoding may start (``0`` included).
+
+    Returns:
+        ``[(start, [frames...]), ...]`` in display order.
+    """
+    runs: list[tuple[int, list[int]]] = []
+    points = np.asarray(access_points, np.int64)
+    for f in frames.tolist():
+        start = int(points[np.searchsorted(points, f, side="right") - 1]) if len(points) else 0
+        if runs and start <= runs[-1][1][-1]:
+            runs[-1][1].append(f)
+        else:
+            runs.append((start, [f]))
+    return runs
+
+
+def iter_frames(path: str, indices: Sequence[int] | np.ndarray,
+                access_points: Sequence[int] | np.ndarray | None = None, backend: str = "pyav",
+                threads: int = 1, undecoded: Undecoded | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode frames exactly, one at a time, in ascending index order.
+
+    Each frame equals the frame a sequential decode from the start of the file gives: decoding
+    starts only at the start of the file or at a verified access point and runs forward.
+
+    Args:
+        path: video file.
+        indices: display indices (any order; each unique index is yielded once).
+        access_points: verified access points of the video (``SeekCheck.access_points``, kept
+            in the face index); ``None`` trusts none and decodes from the start of the file.
+        backend: decoder (see :func:`~dflab.video.backend.open_stream`).
+        threads: decoder threads (1 inside DataLoader workers).
+        undecoded: if given, filled with the indices that could not be decoded (a damaged
+            file) and the decoder's messages once the iteration ends; those frames are simply
+            not yielded.
+
+    Yields:
+        ``(index, frame)``: ``frame`` is ``(H, W, 3)`` uint8 RGB, display rotation applied.
+
+    Raises:
+        VideoDecodeError: the file cannot be opened (the message names it).
+        ValueError: an index is outside the video.
+    """
+    info = probe(path)
+    uniq = _valid(info, indices)
+    points = np.asarray([0] if access_points is None else access_points, np.int64)
+    stream = open_stream(info, backend, threads)
+    done: set[int] = set()
+    try:
+        for start, frames in plan_runs(uniq, points):
+            _start(stream, start, points)
+            for frame in stream.decode(set(frames), frames[-1]):
+                done.add(frame.index)
+                yield frame.index, frame.rgb()
+    finally:
+        stream.close()
+        if undecoded is not None:
+            undecoded.frames.extend(int(f) for f in uniq if int(f) not in done)
+            undecoded.errors.extend(stream.errors)
+
+
+@dataclass
+class Undecoded:
+    """Frames a read could not decode, and what the decoder said (see :func:`iter_frames`)."""
+
+    frames: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def error(self, path: str) -> VideoDecodeError:
+        """The error naming ``path`` and the frame range that could not be decoded."""
+        detail = f" ({self.errors[0]})" if self.errors else ""
+        return VideoDecodeError(f"{path}: frames {format_ranges(self.frames)} could not be decoded{detail}",
+                                path, tuple(self.frames))
+
+
+def read_frames(path: str, indices: Sequence[int] | np.ndarray,
+                access_points: Sequence[int] | np.ndarray | None = None, backend: str = "pyav",
+                threads: int = 1) -> np.ndarray:
+    """Decode frames exactly: each equals the frame a sequential decode from the start gives.
+
+    Args:
+        path: video file.
+        indices: display indices (any order, repeats allowed).
+        access_points: verified access points (see :func:`iter_frames`); ``None`` decodes
+            from the start of the file.
+        backend: decoder (see :func:`~dflab.video.backend.open_stream`).
+        threads: decoder threads (1 inside DataLoader workers).
+
+    Returns:
+        ``uint8`` array ``(len(indices), H, W, 3)``, RGB, display rotation applied.
+
+    Raises:
+        VideoDecodeError: the file cannot be opened, or some frames cannot be decoded (a
+            damaged file); ``err.frames`` lists them and the message names the file and the
+            frame range.
+        ValueError: an index is outside the video.
+    """
+    idx = np.asarray(indices, dtype=np.int64)
+    undecoded = Undecoded()
+    out = dict(iter_frames(path, idx, access_points, backend, threads, undecoded))
+    if undecoded.frames:
+        raise undecoded.error(path)
+    return np.stack([out[int(f)] for f in idx]) if len(idx) else np.zeros((0, 0, 0, 3), np.uint8)
+
+
+def _start(stream: VideoStream, start: int, points: np.ndarray) -> None:
+    """Start ``stream`` at ``start``, or at the nearest earlier access point it can start at."""
+    for point in [start, *reversed(points[points < start].tolist()), 0]:
+        if stream.start_at(point):
+            return
+
+
+def frame_ranges(frames: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted frame indices as inclusive ``(first, last)`` runs of consecutive frames."""
+    out: list[tuple[int, int]] = []
+    for f in sorted(set(int(x) for x in frames)):
+        if out and f == out[-1][1] + 1:
+            out[-1] = (out[-1][0], f)
+        else:
+            out.append((f, f))
+    return out
+
+
+def format_ranges(frames: Sequence[int]) -> str:
+    """``"12-15, 40"``: frame indices as readable ranges."""
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in frame_ranges(frames))
