@@ -120,7 +120,7 @@ def matches(found: list, truth: Boxes) -> tuple[int, int]:
 def pan_video(path: Path, crf: int) -> tuple[Path, list[Boxes]]:
     """A 640x360 pan across t1.jpg (all six people in every frame, faces about 57 px wide),
     with the true boxes per frame."""
-    from dflab.data.video import write_video
+    from dflab.video import write_video
 
     _, t1, boxes = photos()[0]
     frames, truth = [], []
@@ -136,10 +136,10 @@ def pan_video(path: Path, crf: int) -> tuple[Path, list[Boxes]]:
 def main() -> None:
     from dflab.data.demo import DemoSpec, ensure_demo_dataset
     from dflab.data.sources import read_manifest
-    from dflab.data.video import read_frames
     from dflab.faces.detector import create_detector
     from dflab.faces.index import FaceIndex
     from dflab.faces.scrfd import sample_pack_root
+    from dflab.video import read_frames
 
     out = Path("outputs/bench")
     out.mkdir(parents=True, exist_ok=True)
