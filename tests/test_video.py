@@ -12,35 +12,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
 from dflab.video import VideoDecodeError, check_decode, iter_frames, probe, read_frames, write_video
 from dflab.video.access import Undecoded, frame_ranges, plan_runs
 from dflab.video.faults import damage_bytes, moving_frames, remux_false_keyframes, write_vfr_video
-
-
-def sequential_decode(path: str | Path) -> dict[int, np.ndarray]:
-    """Every frame a plain forward decode gives, by display index (damaged packets skipped)."""
-    frames: list[tuple[int, np.ndarray]] = []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "NONE"
-        for packet in container.demux(stream):
-            try:
-                decoded = packet.decode()
-            except av.FFmpegError:
-                continue
-            for f in decoded:
-                rgb = f.to_ndarray(format="rgb24", src_color_range=f.color_range or None)
-                frames.append((f.pts, np.rot90(rgb, round((f.rotation or 0) / 90) % 4)))
-    pts = probe(path).pts
-    return {int(np.searchsorted(pts, p)): np.ascontiguousarray(rgb) for p, rgb in frames}
-
-
-def mad(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a.astype(np.int16) - b).mean())
+from footage import mad, sequential_decode
 
 
 @pytest.fixture(scope="module")

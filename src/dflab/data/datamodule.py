@@ -238,6 +238,41 @@ class DeepfakeDataModule(pl.LightningDataModule):
                     out.append({"path": path, "split": split, "reason": f"no clip could be decoded ({reason})"})
         return out
 
+    def dataset_digests(self) -> list[dict[str, Any]]:
+        """What each split trains or evaluates on, for MLflow dataset inputs.
+
+        One entry per split: ``name`` (``<source>-<split>``), ``digest`` (sha256 of the sorted
+        rows *video path relative to the dataset root, file size, label, group, method,
+        dataset* of the videos used, plus the face-detection and crop settings, so the same
+        files seen through another detector or crop differ), ``source`` (the dataset root)
+        and ``profile`` (video counts per label, and the videos left out).
+        """
+        import hashlib
+        import os
+
+        settings = json.dumps({"faces": {k: getattr(self.faces_cfg, k) for k in (
+            "detector", "detector_options", "num_frames", "frame_step", "margin", "crop")},
+            "clip": {k: getattr(self.data_cfg, k) for k in (
+                "image_size", "frames_per_clip", "frame_stride")}}, sort_keys=True, default=str)
+        root = os.path.abspath(self.data_cfg.root)
+        out = []
+        for split, items in self.split_items.items():
+            rows = []
+            for it in items:
+                try:
+                    size = os.path.getsize(it.path)
+                except OSError:
+                    size = -1
+                rel = os.path.relpath(os.path.abspath(it.path), root if os.path.isdir(root) else os.path.dirname(root))
+                rows.append("\t".join(map(str, (rel, size, it.label, it.group, it.method, it.dataset))))
+            digest = hashlib.sha256("\n".join([settings, *sorted(rows)]).encode()).hexdigest()
+            profile = {"videos": len(items), "real": sum(i.label == 0 for i in items),
+                       "fake": sum(i.label == 1 for i in items),
+                       "left_out": sum(e["split"] == split for e in self.excluded)}
+            out.append({"split": split, "name": f"{self.data_cfg.source}-{split}", "digest": digest,
+                        "source": self.data_cfg.root, "profile": profile})
+        return out
+
     def report(self) -> dict[str, Any]:
         """Counts per split and label, the videos left out with their reasons, and the clips
         that did not decode (one entry per clip and pass)."""

@@ -177,6 +177,25 @@ class FaceClipDataset(Dataset):
             return random_clip(faces.num_frames, spec.frames_per_clip, spec.stride, rng, lo, hi)
         return uniform_clips(faces.num_frames, spec.frames_per_clip, spec.stride, self.clips_per_video, lo, hi)[k]
 
+    def crops(self, index: int, frames: np.ndarray | None = None) -> np.ndarray:
+        """Face crops of item ``index``'s track before augmentation, ``(T, S, S, 3)`` uint8.
+
+        Args:
+            index: item index.
+            frames: frame indices (default: :meth:`clip_indices` of the item).
+
+        Raises:
+            VideoDecodeError: some of the frames do not decode (names the file and frames).
+        """
+        video, track = self.unit(index)
+        frames = self.clip_indices(index) if frames is None else np.asarray(frames, np.int64)
+        req = _Request(0, index, video, track, frames, None)
+        failed = self._read([req])
+        if failed:
+            raise failed[0]
+        assert req.crops is not None
+        return req.crops
+
     def _crop_landmarks(self, faces: VideoFaces, track: int, idx: np.ndarray) -> np.ndarray:
         """The track's five landmarks ``(T, 5, 2)`` in the pixels of its crops."""
         spec = self.spec

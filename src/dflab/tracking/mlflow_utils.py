@@ -35,3 +35,26 @@ def ensure_experiment(cfg: LoggingConfig, name: str | None = None) -> str:
         return exp.experiment_id
     location = Path(cfg.artifact_location).resolve().as_uri()
     return c.create_experiment(name, artifact_location=f"{location}/{name}")
+
+
+CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
+
+
+def log_dataset_inputs(mlflow_client, run_id: str, datasets: list[dict]) -> None:
+    """Log each split as an MLflow dataset input of the run (shown under "Datasets used").
+
+    Args:
+        mlflow_client: an ``MlflowClient``.
+        run_id: the run.
+        datasets: entries of ``DeepfakeDataModule.dataset_digests()`` (``split``, ``name``,
+            ``digest``, ``source``, ``profile``).
+    """
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = [DatasetInput(Dataset(name=d["name"], digest=d["digest"][:36], source_type="local",
+                                   source=json.dumps({"uri": d["source"]}), profile=json.dumps(d["profile"])),
+                           [InputTag("mlflow.data.context", CONTEXTS.get(d["split"], d["split"]))])
+              for d in datasets]
+    mlflow_client.log_inputs(run_id, datasets=inputs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -24,7 +25,7 @@ from pytorch_lightning.loggers import MLFlowLogger
 from dflab.config import ExperimentConfig, flatten, save_config, to_dict
 from dflab.data.datamodule import DeepfakeDataModule
 from dflab.models import create_model
-from dflab.tracking.mlflow_utils import ensure_experiment, prepare_tracking
+from dflab.tracking.mlflow_utils import ensure_experiment, log_dataset_inputs, prepare_tracking
 from dflab.training.breakdown import breakdown, breakdown_metrics, breakdown_table, write_breakdown
 from dflab.training.freeze import BackboneFreeze
 from dflab.training.module import DetectorModule
@@ -107,6 +108,25 @@ def _extra_callbacks(cfg: ExperimentConfig) -> list[Callback]:
     return extra
 
 
+class LogDatasetInputs(Callback):
+    """At the start of training, log every split as an MLflow dataset input of the run (with a
+    digest of its videos, labels and face settings) and the tag ``dflab.data_digest``, so two
+    runs on different data are never compared unknowingly."""
+
+    def __init__(self, logger: MLFlowLogger) -> None:
+        self.logger = logger
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        datamodule = getattr(trainer, "datamodule", None)
+        if not trainer.is_global_zero or not isinstance(datamodule, DeepfakeDataModule):
+            return
+        digests = datamodule.dataset_digests()
+        client, run_id = self.logger.experiment, self.logger.run_id
+        log_dataset_inputs(client, run_id, digests)
+        combined = hashlib.sha256("".join(d["digest"] for d in digests).encode()).hexdigest()[:16]
+        client.set_tag(run_id, "dflab.data_digest", combined)
+
+
 def _mode(monitor: str) -> str:
     return "min" if monitor.endswith("loss") else "max"
 
@@ -176,8 +196,8 @@ def run_experiment(
         limit_val_batches=t.limit_val_batches, log_every_n_steps=t.log_every_n_steps,
         deterministic=t.deterministic, enable_progress_bar=progress and t.enable_progress_bar,
         num_sanity_val_steps=0, default_root_dir=cfg.logging.output_dir, logger=logger,
-        callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch"), *_extra_callbacks(cfg),
-                   *callbacks],
+        callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch"), LogDatasetInputs(logger),
+                   *_extra_callbacks(cfg), *callbacks],
         enable_model_summary=progress and model_summary,
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
