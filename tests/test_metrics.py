@@ -33,3 +33,58 @@ def test_single_class_gives_nan_rank_metrics_not_a_guess():
     out = m.compute()
     assert math.isnan(out["frame_auroc"].item())
     assert out["frame_acc"].item() == 0.0
+
+
+def test_roc_area_equals_the_auroc_whatever_the_order_of_tied_scores():
+    """A hand-made ROC that sorts scores and steps through ties one by one draws an area that
+    depends on the input order; the plotted curve must enclose exactly the reported AUROC."""
+    import numpy as np
+    from torchmetrics.functional.classification import binary_auroc
+
+    from dflab.training.reports import roc_curve, roc_figure
+
+    probs = np.array([0.5, 0.5, 0.5, 0.9, 0.1, 0.5])
+    labels = np.array([0, 1, 1, 1, 0, 0])
+    truth = float(binary_auroc(torch.tensor(probs), torch.tensor(labels)))
+    assert math.isclose(truth, 7 / 9, rel_tol=1e-6)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        order = rng.permutation(len(probs))
+        fpr, tpr, auc = roc_curve(probs[order], labels[order])
+        assert math.isclose(float(np.trapezoid(tpr, fpr)), truth, rel_tol=1e-6) and auc == truth
+    fig = roc_figure({"val (video)": (probs, labels)}, "run: resnet10t, 96 px")
+    ax = fig.axes[0]
+    x, y = ax.lines[0].get_xdata(), ax.lines[0].get_ydata()
+    assert math.isclose(float(np.trapezoid(y, x)), truth, rel_tol=1e-6)
+    assert "AUROC 0.778" in ax.get_legend().get_texts()[0].get_text()
+    assert ax.get_title() == "run: resnet10t, 96 px"
+
+
+def test_eer_is_torchmetrics_binary_eer_with_ties():
+    from torchmetrics.functional.classification import binary_eer
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        probs = torch.randint(0, 5, (40,), generator=g).float() / 4  # many ties
+        labels = torch.randint(0, 2, (40,), generator=g)
+        if labels.min() == labels.max():
+            continue
+        assert equal_error_rate(probs, labels).item() == binary_eer(probs, labels).item()
+
+
+def test_plot_titles_name_the_model_and_the_objective(tmp_path):
+    import optuna
+
+    from dflab.config import build_config
+    from dflab.sweeps.sweep import parallel_coordinates_figure
+    from dflab.training.reports import model_description
+
+    cfg = build_config({}, ["model.backbone=resnet10t", "model.temporal=lstm", "data.frames_per_clip=8"])
+    assert model_description(cfg.model, cfg.data, cfg.triplet) == "resnet10t + lstm, 8x96 px"
+    study = optuna.create_study(study_name="demo", direction="maximize")
+    study.optimize(lambda t: t.suggest_float("optim.lr", 1e-4, 1e-2, log=True), n_trials=3)
+    fig = parallel_coordinates_figure(study, "val/video_auroc")
+    ax = fig.axes[0]
+    assert "val/video_auroc" in ax.get_title() and "maximize" in ax.get_title()
+    labels = [t.get_text() for a in fig.axes for t in a.get_yticklabels()] + [a.get_ylabel() for a in fig.axes]
+    assert any("val/video_auroc" in text for text in labels)

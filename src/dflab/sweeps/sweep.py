@@ -187,8 +187,9 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _parallel_coordinates(study: optuna.Study, path: Path, objective: str) -> Path | None:
-    """Optuna's parallel-coordinates plot, its objective axis named after the metric."""
+def parallel_coordinates_figure(study: optuna.Study, objective: str):
+    """Optuna's parallel-coordinates plot of the study, its objective axis named after the
+    metric (``None`` when Optuna cannot draw it, e.g. no complete trial)."""
     import warnings
 
     import matplotlib
@@ -208,6 +209,15 @@ def _parallel_coordinates(study: optuna.Study, path: Path, objective: str) -> Pa
     fig = typing.cast(plt.Figure, ax.figure)
     fig.set_size_inches(10, 5)
     fig.tight_layout()
+    return fig
+
+
+def _parallel_coordinates(study: optuna.Study, path: Path, objective: str) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    fig = parallel_coordinates_figure(study, objective)
+    if fig is None:
+        return None
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

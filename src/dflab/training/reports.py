@@ -51,8 +51,9 @@ def roc_curve(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nda
     return fpr.numpy(), tpr.numpy(), float(binary_auroc(p, y))
 
 
-def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "ROC") -> Path:
-    """Plot one ROC curve per entry ``name -> (probs, labels)`` into a PNG, its AUROC in the legend."""
+def roc_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "ROC"):
+    """A matplotlib figure with one ROC curve per entry ``name -> (probs, labels)``, each with
+    its AUROC (the area under the plotted curve) in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,6 +70,14 @@ def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Pa
     ax.set_title(title, fontsize=9, wrap=True)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "ROC") -> Path:
+    """Save :func:`roc_figure` as a PNG; returns the file."""
+    import matplotlib.pyplot as plt
+
+    fig = roc_figure(curves, title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -3,8 +3,8 @@
 PyTorch starts one intra-op thread per core in every process. With ``data.num_workers``
 loader processes decoding video beside it, the training process's threads and the workers then
 fight for the same cores (measured on 2 cores with 2 workers: resnet10t trains 3.3x slower
-than with one torch thread). dflab gives each loader worker one thread (torch, OpenCV) and the
-training process the cores left over (``trainer.num_threads: 0``, the default), or exactly
+than with one torch thread). dflab gives each loader worker one torch thread and the training process (and OpenCV, whose
+setting the workers inherit) the cores left over (``trainer.num_threads: 0``, the default), or exactly
 ``trainer.num_threads``.
 """
 
@@ -48,13 +48,16 @@ def set_training_threads(num_threads: int, num_workers: int, processes: int = 1)
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: one thread for torch and OpenCV in the worker, then
-    Lightning's worker seeding (which a custom ``worker_init_fn`` would otherwise replace)."""
-    import cv2
+    """DataLoader ``worker_init_fn``: one torch thread in the worker, then Lightning's worker
+    seeding (which a custom ``worker_init_fn`` would otherwise replace).
+
+    OpenCV's thread count is not touched here: ``cv2.setNumThreads`` in a forked worker whose
+    parent already ran OpenCV's thread pool deadlocks (OpenCV 4.x). Workers inherit the count
+    the training process set with :func:`set_training_threads`.
+    """
     import torch
 
     torch.set_num_threads(1)
-    cv2.setNumThreads(1)
     if int(os.environ.get("PL_SEED_WORKERS", "0")):
         from lightning_fabric.utilities.seed import pl_worker_init_function
 
