@@ -118,10 +118,11 @@ class LogDatasetInputs(Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         datamodule = getattr(trainer, "datamodule", None)
-        if not trainer.is_global_zero or not isinstance(datamodule, DeepfakeDataModule):
+        run_id = self.logger.run_id
+        if not trainer.is_global_zero or not isinstance(datamodule, DeepfakeDataModule) or run_id is None:
             return
         digests = datamodule.dataset_digests()
-        client, run_id = self.logger.experiment, self.logger.run_id
+        client = self.logger.experiment
         log_dataset_inputs(client, run_id, digests)
         combined = hashlib.sha256("".join(d["digest"] for d in digests).encode()).hexdigest()[:16]
         client.set_tag(run_id, "dflab.data_digest", combined)
