@@ -86,6 +86,7 @@ ui: $(STAMP) ## Serve the MLflow UI on the runs in mlruns/ (PORT=5000 by default
 bench: $(STAMP) ## Measure throughput and face recall (Markdown on stdout, outputs/bench*.md)
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/faces.py
+	$(PYTHON) bench/video.py
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check src tests bench

@@ -238,9 +238,12 @@ class FaceClipDataset(Dataset):
                     users[f].append((req, t, crop))
             undecoded = Undecoded()
             path = self.items[video].path
-            for f, frame in iter_frames(path, sorted(users), faces.access_points, undecoded=undecoded):
-                for req, t, crop in users[f]:
-                    req.crops[t] = crop(frame, t)  # type: ignore[index]
+            try:
+                for f, frame in iter_frames(path, sorted(users), faces.access_points, undecoded=undecoded):
+                    for req, t, crop in users[f]:
+                        req.crops[t] = crop(frame, t)  # type: ignore[index]
+            except VideoDecodeError as err:  # the file cannot be opened any more
+                undecoded = Undecoded(sorted(users), [str(err)])
             bad = set(undecoded.frames)
             for req in reqs:
                 hit = sorted(bad.intersection(req.frames.tolist()))

@@ -77,11 +77,8 @@ def _package_dir(package: str) -> Path:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    """Read an image as RGB ``uint8`` with Pillow.
-
-    Not with ``cv2.imread``: once decord is loaded (it loads its library with ``RTLD_GLOBAL``),
-    an OpenCV imported afterwards fails to decode PNG files ("bad parameters to zlib").
-    """
+    """Read an image as RGB ``uint8`` with Pillow (its decoders do not depend on which other
+    native libraries the process loaded before; OpenCV's PNG reader once did)."""
     from PIL import Image, UnidentifiedImageError
 
     try:

@@ -26,6 +26,7 @@ from dflab.data.datamodule import DeepfakeDataModule
 from dflab.training.breakdown import BreakdownRow, breakdown, breakdown_table, write_breakdown
 from dflab.training.module import DetectorModule
 from dflab.training.reports import plot_roc, write_predictions
+from dflab.utils.threads import set_training_threads
 
 LEVEL_METRICS = ("frame_auroc", "video_auroc", "video_ap", "video_acc", "video_eer", "video_logloss")
 
@@ -67,6 +68,7 @@ def evaluate_on(module: DetectorModule, trained: ExperimentConfig, target: Exper
         The result and ``(items, video_idx, probs, labels)`` for plots and predictions.
     """
     cfg = _test_config(trained, target)
+    set_training_threads(cfg.trainer.num_threads, cfg.data.num_workers)
     dm = DeepfakeDataModule(cfg.data, cfg.faces, seed=cfg.seed, progress=progress, required=("test",))
     module.set_track_score(cfg.faces.track_score)
     trainer = pl.Trainer(accelerator=trained.trainer.accelerator, devices=1, logger=False,

@@ -278,6 +278,19 @@ class BlazeFaceDetector:
         starts = np.linspace(0, long - side, count).round().astype(int)
         return [(int(s), 0, side) if w >= h else (0, int(s), side) for s in starts]
 
+    def _shrink(self, image: np.ndarray) -> tuple[np.ndarray, int]:
+        """The frame shrunk by the largest whole factor ``k`` that keeps its short side at least
+        the largest network input (area averaging over ``k x k`` blocks, OpenCV's fast path),
+        and ``k``. Every pass then resizes this small copy instead of the full frame, which
+        on a 1080p frame cuts the resizing from about 11 ms to 3 ms; up to ``k - 1`` pixels of
+        the right and bottom edges are dropped."""
+        h, w = image.shape[:2]
+        largest = max(_VARIANTS[m].size for m in self._models)
+        k = min(h, w) // largest
+        if k < 2:
+            return image, 1
+        return cv2.resize(image[: h // k * k, : w // k * k], (w // k, h // k), interpolation=cv2.INTER_AREA), k
+
     def _candidates(
         self, image: np.ndarray, model: str
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -313,6 +326,8 @@ class BlazeFaceDetector:
                 f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}"
             )
         self._load()
+        full = image
+        image, k = self._shrink(image)
         parts = [self._candidates(image, model) for model in self._models]
         for x0, y0, side in self._tiles(image.shape[:2]):
             tile = np.ascontiguousarray(image[y0 : y0 + side, x0 : x0 + side])
@@ -333,10 +348,11 @@ class BlazeFaceDetector:
             shift = np.array([x0, y0], dtype=np.float32)
             parts.append((boxes + np.tile(shift, 2), scores, points + shift))
         boxes, scores, points = (np.concatenate(p) for p in zip(*parts, strict=True))
+        boxes, points = boxes * k, points * k  # back to the pixels of the full frame
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         faces = weighted_nms(boxes[valid], scores[valid], points[valid], self.nms_iou)
-        h, w = image.shape[:2]
-        image = np.ascontiguousarray(image)
+        h, w = full.shape[:2]
+        image = np.ascontiguousarray(full)
         out = []
         for box, score, pts in faces:
             box = np.clip(box, 0, [w, h, w, h]).astype(np.float32)

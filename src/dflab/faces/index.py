@@ -45,6 +45,7 @@ import numpy as np
 
 from dflab.faces.detector import Detection, FaceDetector, create_detector
 from dflab.faces.tracks import FaceTrack, link_tracks
+from dflab.utils.threads import available_cores
 from dflab.video import VideoDecodeError, check_decode, probe
 
 _CACHE_VERSION = 3  # 3: seek check and damaged frames; 2: main face = largest face track
@@ -247,6 +248,18 @@ class VideoFaces:
         ]
 
 
+def _with_threads(detector: str, kwargs: dict[str, Any], threads: int) -> dict[str, Any]:
+    """The detector settings with ``threads`` added when the detector takes it and the user did
+    not set it."""
+    import inspect
+
+    from dflab.faces.detector import detector_factory
+
+    if "threads" in kwargs or "threads" not in inspect.signature(detector_factory(detector)).parameters:
+        return kwargs
+    return {**kwargs, "threads": threads}
+
+
 def sample_indices(num_frames: int, count: int, step: int = 0) -> np.ndarray:
     """Frame indices to run detection on.
 
@@ -280,7 +293,7 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def detect_video(
-    path: str | Path, detector: FaceDetector, num_frames: int = 16, step: int = 0
+    path: str | Path, detector: FaceDetector, num_frames: int = 16, step: int = 0, threads: int = 1
 ) -> VideoFaces:
     """Decode ``num_frames`` sampled frames of a video, detect faces and link them into tracks.
 
@@ -288,13 +301,14 @@ def detect_video(
     seeked exactly (:func:`dflab.video.check_decode`). The main face (``boxes``, ``scores``,
     ``landmarks``) is track 0 of :meth:`VideoFaces.tracks`. Decode errors do not raise: they
     are returned in :attr:`VideoFaces.error`; sampled frames that do not decode (a damaged
-    file) have no face and are listed in :attr:`VideoFaces.damaged`.
+    file) have no face and are listed in :attr:`VideoFaces.damaged`. ``threads``: decoder
+    threads.
     """
     path = str(path)
     try:
         info = probe(path)
         indices = sample_indices(info.num_frames, num_frames, step)
-        decoded = check_decode(path, indices)
+        decoded = check_decode(path, indices, threads=threads)
     except VideoDecodeError as err:
         return _failed(path, str(err))
     if not decoded.frames:
@@ -363,6 +377,9 @@ class FaceIndex:
         detector_kwargs: settings passed to the detector.
         frame_step: ``0`` samples ``num_frames`` evenly spaced frames; ``k > 0`` every
             ``k``-th frame from the start (see :func:`sample_indices`).
+        threads: decoder and detector threads of this process (``0``: every core it may use);
+            a build's worker processes share the cores out among themselves. Results do not
+            depend on it.
     """
 
     def __init__(
@@ -372,6 +389,7 @@ class FaceIndex:
         num_frames: int = 16,
         detector_kwargs: dict[str, Any] | None = None,
         frame_step: int = 0,
+        threads: int = 0,
     ) -> None:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
@@ -382,7 +400,8 @@ class FaceIndex:
         self.detector_name = detector
         self.detector_kwargs = dict(detector_kwargs or {})
         self.num_frames = int(num_frames)
-        self.detector = create_detector(detector, **self.detector_kwargs)  # models load lazily
+        self.threads = int(threads) if threads > 0 else available_cores()
+        self.detector = create_detector(detector, **_with_threads(detector, self.detector_kwargs, self.threads))
         step = f"-s{self.frame_step}" if self.frame_step else ""
         self.folder = self.cache_dir / f"{self.detector.name}-n{self.num_frames}{step}"
 
@@ -467,7 +486,7 @@ class FaceIndex:
 
     def detect(self, path: str | Path) -> VideoFaces:
         """Run detection on ``path`` now and store the result (ignores the cache)."""
-        faces = detect_video(path, self.detector, self.num_frames, self.frame_step)
+        faces = detect_video(path, self.detector, self.num_frames, self.frame_step, self.threads)
         self.store(faces)
         return faces
 
@@ -488,7 +507,8 @@ class FaceIndex:
 
         Args:
             paths: video files.
-            workers: worker processes (``spawn`` context); ``0`` runs in this process.
+            workers: worker processes (``spawn`` context), each with ``cores // workers``
+                decoder and detector threads; ``0`` runs in this process.
             progress: show a tqdm bar with ETA.
             known: entries already loaded, by path (e.g. from a dataset pack); counted as
                 cached without reading their per-video files.
@@ -525,7 +545,7 @@ class FaceIndex:
                 for path in todo:
                     done(self._safe_detect(path))
             else:
-                _run_in_pool(self._spec(), todo, workers, done)
+                _run_in_pool(self._spec(max(1, available_cores() // workers)), todo, workers, done)
         finally:
             bar.close()
         return FaceReport(
@@ -545,9 +565,9 @@ class FaceIndex:
             except OSError:  # another process removed or replaced it meanwhile
                 continue
 
-    def _spec(self) -> tuple[str, str, int, dict[str, Any], int]:
+    def _spec(self, threads: int) -> tuple[str, str, int, dict[str, Any], int, int]:
         return (str(self.cache_dir), self.detector_name, self.num_frames, self.detector_kwargs,
-                self.frame_step)
+                self.frame_step, threads)
 
     def _safe_detect(self, path: str) -> VideoOutcome:
         """Detect and store, turning any exception into a failed (uncached) outcome."""
@@ -746,13 +766,13 @@ class FaceReport:
 _WORKER_INDEX: FaceIndex | None = None  # set in each worker process by _init_worker
 
 
-def _init_worker(spec: tuple[str, str, int, dict[str, Any], int], parent: int) -> None:
+def _init_worker(spec: tuple[str, str, int, dict[str, Any], int, int], parent: int) -> None:
     import cv2
 
     global _WORKER_INDEX
-    cv2.setNumThreads(1)
-    cache_dir, detector, num_frames, kwargs, step = spec
-    _WORKER_INDEX = FaceIndex(cache_dir, detector, num_frames, kwargs, frame_step=step)
+    cache_dir, detector, num_frames, kwargs, step, threads = spec
+    cv2.setNumThreads(threads)
+    _WORKER_INDEX = FaceIndex(cache_dir, detector, num_frames, kwargs, frame_step=step, threads=threads)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
@@ -774,7 +794,7 @@ def _crashed(path: str) -> VideoOutcome:
 
 
 def _run_in_pool(
-    spec: tuple[str, str, int, dict[str, Any], int],
+    spec: tuple[str, str, int, dict[str, Any], int, int],
     paths: list[str],
     workers: int,
     done: Callable[[VideoOutcome], None],
@@ -809,7 +829,7 @@ def _run_in_pool(
 
 
 def _pool_pass(
-    spec: tuple[str, str, int, dict[str, Any], int],
+    spec: tuple[str, str, int, dict[str, Any], int, int],
     queue: deque[str],
     workers: int,
     done: Callable[[VideoOutcome], None],

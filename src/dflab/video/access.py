@@ -96,6 +96,15 @@ def frame_mad(a: DecodedFrame, b: DecodedFrame) -> float:
     return float(cv2.norm(flat_a, flat_b, cv2.NORM_L1)) / pa.size * 255.0 / top
 
 
+@dataclass
+class _Check:
+    """The comparison at one seek point: still agreeing, the second decoder's frames, worst MAD."""
+
+    ok: bool
+    frames: Iterator[DecodedFrame]
+    worst: float = 0.0
+
+
 def _checkpoints(keyframes: np.ndarray, last: int, window: int, limit: int) -> tuple[dict[int, list[int]], int]:
     """Frames compared per checked seek point, and how many seek points go unchecked."""
     inside = [int(k) for k in keyframes if 0 < k <= last]
@@ -116,7 +125,7 @@ def _checkpoints(keyframes: np.ndarray, last: int, window: int, limit: int) -> t
 
 def check_decode(path: str, indices: Sequence[int] | np.ndarray, backend: str = "pyav",
                  keep: bool = True, window: int = CHECK_WINDOW,
-                 max_checks: int = MAX_CHECKED_SEEK_POINTS) -> CheckedDecode:
+                 max_checks: int = MAX_CHECKED_SEEK_POINTS, threads: int = 1) -> CheckedDecode:
     """Decode ``indices`` in one sequential pass and check every seek point passed on the way.
 
     The pass decodes from the start of the file to the last wanted frame (skipping frames
@@ -131,6 +140,7 @@ def check_decode(path: str, indices: Sequence[int] | np.ndarray, backend: str = 
         keep: return the RGB frames of ``indices`` (``False`` only checks and scans).
         window: frames compared after each seek point.
         max_checks: seek points checked at most.
+        threads: decoder threads of each of the two decoders.
 
     Returns:
         The frames, the :class:`SeekCheck` and the frames that did not decode.
@@ -146,10 +156,10 @@ def check_decode(path: str, indices: Sequence[int] | np.ndarray, backend: str = 
     owner = {c: k for k, frames in checks.items() for c in frames}
     keep_set = set(wanted.tolist()) if keep else set()
     targets = set(wanted.tolist()) | set(owner)
-    main, verifier = open_stream(info, backend), open_stream(info, backend)
+    main, verifier = open_stream(info, backend, threads), open_stream(info, backend, threads)
     frames: dict[int, np.ndarray] = {}
     seen: set[int] = set()
-    state: dict[int, list] = {}  # seek point -> [ok, verifier frames iterator, worst mad]
+    state: dict[int, _Check] = {}
     compared = 0
     try:
         main.start_at(0)
@@ -161,28 +171,27 @@ def check_decode(path: str, indices: Sequence[int] | np.ndarray, backend: str = 
             k = owner.get(i)
             if k is None:
                 continue
-            if k not in state:
+            if k not in state:  # the pass reached seek point k: start the second decoder there
                 started = verifier.start_at(k)
-                state[k] = [started, verifier.decode(checks[k], checks[k][-1]) if started else None, 0.0]
-            entry = state[k]
-            if not entry[0]:
+                state[k] = _Check(started, verifier.decode(checks[k], checks[k][-1]) if started else iter(()))
+            check = state[k]
+            if not check.ok:
                 continue
-            other = next((f for f in entry[1] if f.index >= i), None)
-            if other is None or other.index != i:
-                entry[0] = False
+            other = next((f for f in check.frames if f.index >= i), None)
+            if other is None or other.index != i:  # the frame did not come out after the seek
+                check.ok = False
                 continue
             mad = frame_mad(frame, other)
             compared += 1
-            entry[2] = max(entry[2], mad)
-            if mad >= EXACT_MAD:
-                entry[0] = False
+            check.worst = max(check.worst, mad)
+            check.ok = mad < EXACT_MAD
     finally:
         main.close()
         verifier.close()
-    verified = [k for k, (ok, _, _) in state.items() if ok and set(checks[k]) <= seen]
-    rejected = [k for k, (ok, _, _) in state.items() if not ok]
+    verified = [k for k, c in state.items() if c.ok and set(checks[k]) <= seen]
+    rejected = [k for k, c in state.items() if not c.ok]
     unchecked += len(checks) - len(verified) - len(rejected)
-    worst = max((state[k][2] for k in verified), default=0.0)
+    worst = max((state[k].worst for k in verified), default=0.0)
     seek = SeekCheck(np.asarray([0, *sorted(verified)], np.int64), np.asarray(sorted(rejected), np.int64),
                      unchecked, compared, worst)
     damaged = sorted(targets - seen)

@@ -9,7 +9,8 @@ files from any encoded video:
 - :func:`damage_bytes`: bytes in the middle of the file overwritten (a bad download or disk);
 - :func:`write_vfr_video`: variable frame rate (phone footage);
 - :func:`moving_frames`: a textured, moving test picture with the frame number drawn on it,
-  so that any wrong frame shows.
+  so that any wrong frame shows;
+- :func:`portrait_frames`: a person in front of a background, the face always in view.
 """
 
 from __future__ import annotations
@@ -39,6 +40,31 @@ def moving_frames(width: int, height: int, count: int, seed: int = 0) -> Iterato
         cv2.putText(frame, str(i), (int(10 * scale), int(40 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale,
                     (255, 255, 0), max(1, int(2 * scale)))
         yield frame
+
+
+def portrait_frames(width: int, height: int, count: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """``count`` RGB frames of a person in front of a background, as in interview footage: a
+    portrait (scikit-image's astronaut) as tall as the frame, drifting and slowly zooming over a
+    photographed background, with sensor noise. The face is always in view (about a third of the
+    frame height)."""
+    import cv2
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    back = cv2.resize(data.coffee(), (width, height), interpolation=cv2.INTER_AREA)
+    person = data.astronaut()
+    for i in range(count):
+        zoom = 1.0 + 0.08 * np.sin(i / 60 + seed)
+        side = int(height * zoom)
+        fg = cv2.resize(person, (side, side), interpolation=cv2.INTER_AREA)
+        x = int((width - side) / 2 + 0.15 * width * np.sin(i / 45 + seed))
+        y = int(height - side + 0.03 * height * np.cos(i / 30))
+        frame = back.copy()
+        xs, ys = max(0, x), max(0, y)
+        xe, ye = min(width, x + side), min(height, y + side)
+        frame[ys:ye, xs:xe] = fg[ys - y : ye - y, xs - x : xe - x]
+        noise = rng.integers(-5, 6, frame.shape, dtype=np.int16)
+        yield np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
 def remux_false_keyframes(src: str | Path, dst: str | Path, every: int = 100) -> Path:
