@@ -177,14 +177,22 @@ def face_stage_rows() -> list[tuple[str, ...]]:
             write_video(path, portrait_frames(w, h, 300, seed=k), fps=30)
         paths.append(str(path))
     rows = []
-    for workers in (1, 2):
-        cache = OUT / "face_cache"
-        shutil.rmtree(cache, ignore_errors=True)
-        index = FaceIndex(cache, "blazeface", num_frames=32)
-        start = time.perf_counter()
-        report = index.build(paths, workers=workers, progress=False)
-        seconds = time.perf_counter() - start
-        rows.append((f"dflab face index (BlazeFace, seek check), {workers} worker(s)",
+    cache = OUT / "face_cache"
+    for workers, label in ((0, "in this process, warm (as the peer is timed)"),
+                           (1, "1 worker process, start-up included"),
+                           (2, "2 worker processes, start-up included")):
+        best = None
+        for _ in range(2):  # the better of two runs: this machine is shared
+            shutil.rmtree(cache, ignore_errors=True)
+            index = FaceIndex(cache, "blazeface", num_frames=32)
+            if workers == 0:
+                index.detector.detect(np.zeros((64, 64, 3), np.uint8))  # load the models first
+            start = time.perf_counter()
+            report = index.build(paths, workers=workers, progress=False)
+            seconds = time.perf_counter() - start
+            best = min(best or (seconds, report), (seconds, report), key=lambda r: r[0])
+        seconds, report = best
+        rows.append((f"dflab face index (BlazeFace, seek check), {label}",
                      f"{32 * len(paths) / seconds:.1f}", f"{100 * report.mean_found_fraction:.0f} %",
                      f"{seconds:.1f} s"))
     peer = os.environ.get("ICPR2020DFDC")
@@ -205,13 +213,15 @@ def _peer(checkout: Path, paths: list[str]) -> tuple[str, ...]:
     reader = VideoReader(verbose=False)
     extractor = FaceExtractor(video_read_fn=lambda p: reader.read_frames(p, num_frames=32), facedet=detector)
     extractor.process_video(paths[0])  # warm-up (weights, first call)
-    start = time.perf_counter()
-    frames = found = 0
-    for path in paths:
-        for frame in extractor.process_video(path):
-            frames += 1
-            found += bool(len(frame["faces"]))
-    seconds = time.perf_counter() - start
+    seconds = float("inf")
+    for _ in range(2):  # the better of two runs, as for dflab
+        start = time.perf_counter()
+        frames = found = 0
+        for path in paths:
+            for frame in extractor.process_video(path):
+                frames += 1
+                found += bool(len(frame["faces"]))
+        seconds = min(seconds, time.perf_counter() - start)
     return (f"ICPR2020 DFDC pipeline (OpenCV reader, BlazeFace, torch {torch.get_num_threads()} threads), 1 process",
             f"{frames / seconds:.1f}", f"{100 * found / max(1, frames):.0f} %", f"{seconds:.1f} s")
 
