@@ -222,7 +222,8 @@ def run_experiment(
 
     result = RunResult(logger.run_id, best_score, best_path, {k: v for k, v in final.items() if "/" in k})
     if trainer.is_global_zero:
-        print(metrics_table(result.metrics, title=f"{cfg.name}: best checkpoint by {monitor}"))
+        what = f"{cfg.logging.run_name or cfg.name} ({model_description(cfg.model, cfg.data, cfg.triplet)})"
+        print(metrics_table(result.metrics, title=f"{what}: best checkpoint by {monitor}"))
         _log_artifacts(cfg, logger, datamodule, checkpoint, curves, result)
         print(f"MLflow run {result.run_id}  best {monitor}={best_score:.4f}  checkpoint {best_path}")
     return result
