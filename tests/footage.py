@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import av
@@ -13,8 +14,14 @@ from dflab.video import probe
 
 
 def sequential_decode(path: str | Path) -> dict[int, np.ndarray]:
-    """Every frame a plain forward decode gives, by display index (damaged packets skipped)."""
-    frames: list[tuple[int, np.ndarray]] = []
+    """Every frame a plain forward decode gives, by display index (damaged packets skipped).
+
+    Frame ``i`` is the frame with the ``i``-th smallest timestamp when the decoder puts frames
+    out in timestamp order with distinct timestamps (then a frame lost to damage leaves its
+    number unused), else simply the ``i``-th frame put out, which is what a player shows.
+    """
+    frames: list[tuple[int | None, np.ndarray]] = []
+    size: tuple[int, int] | None = None
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "NONE"
@@ -24,13 +31,19 @@ def sequential_decode(path: str | Path) -> dict[int, np.ndarray]:
             except av.FFmpegError:
                 continue
             for f in decoded:
-                rgb = f.to_ndarray(format="rgb24", src_color_range=f.color_range or None)
-                frames.append((f.pts, np.rot90(rgb, round((f.rotation or 0) / 90) % 4)))
-    pts = probe(path).pts
-    return {int(np.searchsorted(pts, p)): np.ascontiguousarray(rgb) for p, rgb in frames}
+                size = size or (f.width, f.height)  # a stream that changes size is shown at its first
+                rgb = f.to_ndarray(format="rgb24", src_color_range=f.color_range or None,
+                                   width=size[0], height=size[1])
+                frames.append((f.pts, np.ascontiguousarray(np.rot90(rgb, round((f.rotation or 0) / 90) % 4))))
+    stamps = [p for p, _ in frames]
+    info = probe(path)
+    if info.ordered and None not in stamps and all(b > a for a, b in itertools.pairwise(stamps)):
+        return {int(np.searchsorted(info.pts, p)): rgb for p, rgb in frames}
+    return dict(enumerate(rgb for _, rgb in frames))
 
 
 def mad(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two uint8 images (0-255)."""
     return float(np.abs(a.astype(np.int16) - b).mean())
 
 

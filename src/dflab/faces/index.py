@@ -48,7 +48,7 @@ from dflab.faces.tracks import FaceTrack, link_tracks
 from dflab.utils.threads import available_cores
 from dflab.video import VideoDecodeError, check_decode, probe
 
-_CACHE_VERSION = 3  # 3: seek check and damaged frames; 2: main face = largest face track
+_CACHE_VERSION = 4  # 3-4: seek check and damaged frames; 2: main face = largest face track
 
 
 @dataclass
@@ -69,7 +69,8 @@ class VideoFaces:
             detection on every sampled frame, tracked or not.
         access_points: ``(A,)`` int64 frames where decoding may start and reproduce a
             sequential decode exactly (``0`` and every verified seek point); readers start
-            nowhere else.
+            nowhere else. Empty for a video that is only ever read by a plain sequential
+            decode from its start (decode errors, or timestamps out of presentation order).
         rejected_seeks: ``(R,)`` int64 seek points whose frames differed from a sequential
             decode (the video cannot be seeked there).
         damaged: ``(D,)`` int64 frames of the detection pass the decoder could not produce.
@@ -114,8 +115,8 @@ class VideoFaces:
 
     @property
     def seek_exact(self) -> bool:
-        """No seek point of the video decodes differently from a sequential decode."""
-        return len(self.rejected_seeks) == 0
+        """The video can be seeked: no seek point decodes differently from a sequential decode."""
+        return len(self.rejected_seeks) == 0 and len(self.access_points) > 0
 
     @property
     def found(self) -> np.ndarray:

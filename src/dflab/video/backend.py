@@ -47,13 +47,14 @@ class VideoStream(Protocol):
     def start_at(self, frame: int) -> bool:
         """Start decoding at display index ``frame``: 0 is the start of the file, anything
         else must be one of :attr:`VideoInfo.keyframes`. Returns ``False`` when the backend
-        cannot start exactly there (the caller then starts earlier)."""
+        cannot start exactly there (the caller then starts earlier); 0 always works."""
         ...
 
     def decode(self, wanted: Collection[int], stop: int) -> Iterator[DecodedFrame]:
         """Decode forward, yielding the frames whose index is in ``wanted`` in display order
         and stopping after frame ``stop``. Frames not wanted may be skipped where no other
-        frame depends on them; a wanted frame that cannot be decoded is simply not yielded."""
+        frame depends on them (if the stream was opened with ``skip``); a wanted frame that
+        cannot be decoded is simply not yielded."""
         ...
 
     def close(self) -> None:
@@ -61,8 +62,9 @@ class VideoStream(Protocol):
         ...
 
 
-Opener = Callable[[VideoInfo, int], VideoStream]
-"""``opener(info, threads)``: a stream over ``info.path`` using at most ``threads`` threads."""
+Opener = Callable[[VideoInfo, int, bool], VideoStream]
+"""``opener(info, threads, skip)``: a stream over ``info.path`` using at most ``threads``
+threads, skipping unwanted non-reference frames when ``skip``."""
 
 _BACKENDS: dict[str, Opener] = {}
 
@@ -78,8 +80,9 @@ def backend_names() -> list[str]:
     return sorted(_BACKENDS)
 
 
-def open_stream(info: VideoInfo, backend: str = "pyav", threads: int = 1) -> VideoStream:
-    """A :class:`VideoStream` over ``info.path`` from the decoder ``backend``.
+def open_stream(info: VideoInfo, backend: str = "pyav", threads: int = 1, skip: bool = True) -> VideoStream:
+    """A :class:`VideoStream` over ``info.path`` from the decoder ``backend``; ``skip`` lets it
+    leave out unwanted frames nothing depends on (only for streams that decode cleanly).
 
     Raises:
         ValueError: no decoder of that name is registered.
@@ -87,7 +90,7 @@ def open_stream(info: VideoInfo, backend: str = "pyav", threads: int = 1) -> Vid
     _builtin()
     if backend not in _BACKENDS:
         raise ValueError(f"unknown video backend {backend!r}; choose from {', '.join(sorted(_BACKENDS))}")
-    return _BACKENDS[backend](info, threads)
+    return _BACKENDS[backend](info, threads, skip)
 
 
 def _builtin() -> None:
