@@ -282,3 +282,25 @@ def test_decode_runs_start_only_at_access_points() -> None:
     assert plan_runs(np.array([10, 70]), np.array([30, 60])) == [(0, [10]), (60, [70])]  # 0 always
     assert plan_runs(np.array([29, 30, 31]), np.array([0, 30])) == [(0, [29, 30, 31])]  # no seek for 1 frame
     assert frame_ranges([5, 3, 4, 9, 11, 10]) == [(3, 5), (9, 11)]
+
+
+def test_the_check_pass_in_a_background_thread_hands_over_the_same_frames(videos: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+    from dflab.video.background import CheckInBackground
+
+    path = str(videos["h264 yuv444p b-pyramid"])
+    picks = np.linspace(0, 89, 12).round().astype(int)
+    direct = check_decode(path, picks)
+    with CheckInBackground(path, picks, threads=2, depth=2) as pending:
+        got = list(pending)
+        result = pending.result
+    assert [i for i, _ in got] == sorted(direct.frames)
+    assert all(np.array_equal(frame, direct.frames[i]) for i, frame in got)
+    assert result.frames == {} and result.seek.access_points.tolist() == direct.seek.access_points.tolist()
+    with CheckInBackground(path, picks, depth=1) as pending:  # leaving early stops the thread
+        next(iter(pending))
+    assert not pending._thread.is_alive()
+    (tmp_path / "notes.mp4").write_text("not a video")
+    with pytest.raises(VideoDecodeError, match="notes.mp4"), \
+            CheckInBackground(str(tmp_path / "notes.mp4"), [0]) as pending:
+        list(pending)

@@ -46,7 +46,8 @@ import numpy as np
 from dflab.faces.detector import Detection, FaceDetector, create_detector
 from dflab.faces.tracks import FaceTrack, link_tracks
 from dflab.utils.threads import available_cores
-from dflab.video import VideoDecodeError, check_decode, probe
+from dflab.video import VideoDecodeError, probe
+from dflab.video.background import CheckInBackground
 
 _CACHE_VERSION = 4  # 3-4: seek check and damaged frames; 2: main face = largest face track
 
@@ -299,24 +300,30 @@ def detect_video(
     """Decode ``num_frames`` sampled frames of a video, detect faces and link them into tracks.
 
     The frames are decoded in one forward pass that also checks where the video can be
-    seeked exactly (:func:`dflab.video.check_decode`). The main face (``boxes``, ``scores``,
+    seeked exactly (:func:`dflab.video.check_decode`), in a background thread while the
+    detector runs on the frames already decoded. The main face (``boxes``, ``scores``,
     ``landmarks``) is track 0 of :meth:`VideoFaces.tracks`. Decode errors do not raise: they
     are returned in :attr:`VideoFaces.error`; sampled frames that do not decode (a damaged
     file) have no face and are listed in :attr:`VideoFaces.damaged`. ``threads``: decoder
     threads.
     """
     path = str(path)
+    found: dict[int, list] = {}
     try:
         info = probe(path)
         indices = sample_indices(info.num_frames, num_frames, step)
-        decoded = check_decode(path, indices, threads=threads)
+        with CheckInBackground(path, indices, threads) as pending:  # decoding overlaps detection
+            for i, rgb in pending:
+                found[i] = detector.detect(rgb)
+            decoded = pending.result
     except VideoDecodeError as err:
         return _failed(path, str(err))
-    if not decoded.frames:
+    for i in decoded.damaged:  # handed over, then not decoded again (see check_decode)
+        found.pop(i, None)
+    if not found:
         reason = decoded.errors[0] if decoded.errors else "no frame came out"
         return _failed(path, f"{path}: none of {len(indices)} sampled frames could be decoded ({reason})")
-    per_frame = [detector.detect(decoded.frames[int(i)]) if int(i) in decoded.frames else []
-                 for i in indices]
+    per_frame = [found.get(int(i), []) for i in indices]
     flat = [(i, d) for i, dets in enumerate(per_frame) for d in dets]
     k = len(indices)
     seek = decoded.seek

@@ -29,7 +29,7 @@ its start. The cost of each path is measured in docs/benchmarks.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -156,7 +156,8 @@ def _checkpoints(keyframes: np.ndarray, last: int, window: int, limit: int) -> t
 
 def check_decode(path: str, indices: Sequence[int] | np.ndarray | int, backend: str = "pyav",
                  keep: bool = True, window: int = CHECK_WINDOW,
-                 max_checks: int = MAX_CHECKED_SEEK_POINTS, threads: int = 1) -> CheckedDecode:
+                 max_checks: int = MAX_CHECKED_SEEK_POINTS, threads: int = 1,
+                 on_frame: Callable[[int, np.ndarray], None] | None = None) -> CheckedDecode:
     """Decode ``indices`` in one sequential pass and check every seek point passed on the way.
 
     The pass decodes every frame from the start of the file to the last wanted frame, so its
@@ -174,6 +175,12 @@ def check_decode(path: str, indices: Sequence[int] | np.ndarray | int, backend: 
         window: frames compared after each seek point.
         max_checks: seek points checked at most.
         threads: decoder threads of each of the two decoders.
+        on_frame: called with ``(index, rgb)`` for each frame of ``indices`` as soon as it is
+            decoded, in display order, instead of keeping it in :attr:`CheckedDecode.frames`
+            (see :class:`~dflab.video.background.CheckInBackground`). Should the video turn out
+            mid-pass to be numbered by decoder output order, the pass restarts and frames are
+            handed over again: the later call for an index is right, and an index handed over
+            before but not again is listed in :attr:`CheckedDecode.damaged`.
 
     Returns:
         The frames, the :class:`SeekCheck` and the frames that did not decode.
@@ -185,13 +192,14 @@ def check_decode(path: str, indices: Sequence[int] | np.ndarray | int, backend: 
     info = probe(path)
     with capture_decoder_errors():
         try:
-            return _check_decode(info, indices, backend, keep, window, max_checks, threads)
+            return _check_decode(info, indices, backend, keep, window, max_checks, threads, on_frame)
         except UnorderedTimestamps:
-            return _check_decode(mark_unordered(info), indices, backend, keep, window, max_checks, threads)
+            return _check_decode(mark_unordered(info), indices, backend, keep, window, max_checks, threads,
+                                 on_frame)
 
 
 def _check_decode(info: VideoInfo, indices, backend: str, keep: bool, window: int, max_checks: int,
-                  threads: int) -> CheckedDecode:
+                  threads: int, on_frame: Callable[[int, np.ndarray], None] | None = None) -> CheckedDecode:
     wanted = _valid(info, indices)
     last = int(wanted[-1]) if len(wanted) else 0
     checks, unchecked = _checkpoints(info.keyframes, last, window, max_checks)
@@ -210,7 +218,10 @@ def _check_decode(info: VideoInfo, indices, backend: str, keep: bool, window: in
             i = frame.index
             seen.add(i)
             if i in keep_set:
-                frames[i] = frame.rgb()
+                if on_frame is None:
+                    frames[i] = frame.rgb()
+                else:
+                    on_frame(i, frame.rgb())
             k = owner.get(i)
             if k is None or main.errors:
                 continue
