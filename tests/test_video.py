@@ -301,6 +301,6 @@ def test_the_check_pass_in_a_background_thread_hands_over_the_same_frames(videos
         next(iter(pending))
     assert not pending._thread.is_alive()
     (tmp_path / "notes.mp4").write_text("not a video")
-    with pytest.raises(VideoDecodeError, match="notes.mp4"), \
+    with pytest.raises(VideoDecodeError, match=r"notes\.mp4"), \
             CheckInBackground(str(tmp_path / "notes.mp4"), [0]) as pending:
         list(pending)

@@ -118,8 +118,20 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dflab")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dflab", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("--debug", action="store_true",
+                   help="show the full traceback of an input error (or set DFLAB_DEBUG=1)")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train one experiment (YAML + key=value overrides)")
@@ -187,17 +199,27 @@ def _drop_advertisements(record: logging.LogRecord) -> bool:
     return "Tip:" not in str(record.msg)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's input, not a bug: one line, exit status 2."""
     from dflab.config import ConfigError
     from dflab.data.sources import DatasetLayoutError
+    from dflab.models.checkpoint import CheckpointError
+    from dflab.tracking.mlflow_utils import RunLookupError
 
+    return ConfigError, DatasetLayoutError, FileNotFoundError, CheckpointError, RunLookupError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "mlflow", "urllib3", "onnxscript", "onnx_ir", "torch.onnx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_drop_advertisements)
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("DFLAB_DEBUG", "") not in ("", "0")
     try:
         return int(args.fn(args))
-    except (ConfigError, DatasetLayoutError, FileNotFoundError) as err:
+    except _user_errors() as err:
+        if debug:
+            raise
         print(f"dflab {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -166,6 +166,7 @@ def cross_dataset_evaluation(
     from dflab.export.export import latest_sweep_best_run, load_checkpoint
     from dflab.models.ensemble import EnsembleClassifier
     from dflab.tracking.mlflow_utils import client as mlflow_client
+    from dflab.tracking.mlflow_utils import run_checkpoint
 
     run_ids, checkpoints = _as_list(run_id), _as_list(checkpoint)
     if run_ids and checkpoints:
@@ -177,11 +178,7 @@ def cross_dataset_evaluation(
     members: list[tuple[str, ExperimentConfig, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, rid in enumerate(run_ids):
-            local = Path(client.download_artifacts(rid, "checkpoints", f"{tmp}/{i}"))  # type: ignore[union-attr]
-            ckpts = sorted(p for p in local.glob("*.ckpt") if p.name.startswith("best"))
-            if not ckpts:
-                raise FileNotFoundError(f"run {rid} has no best checkpoint artifact under checkpoints/")
-            checkpoints.append(ckpts[0])
+            checkpoints.append(run_checkpoint(client, rid, f"{tmp}/{i}"))
         names = run_ids or [Path(c).stem for c in checkpoints]
         for name, ckpt in zip(names, checkpoints, strict=True):
             members.append((name, *load_checkpoint(ckpt)))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dflab.config import ExperimentConfig, build_config
+from dflab.config import ConfigError, ExperimentConfig, build_config
 from dflab.config.schema import LoggingConfig
 
 
@@ -50,13 +50,21 @@ class ExportResult:
 
 
 def load_checkpoint(path: str | Path) -> tuple[ExperimentConfig, nn.Module]:
-    """Rebuild the network of a dflab checkpoint in eval mode, with its experiment config."""
+    """Rebuild the network of a dflab checkpoint in eval mode, with its experiment config.
+
+    The file is read without running anything from it (:func:`~dflab.models.checkpoint.read_checkpoint`).
+
+    Raises:
+        CheckpointError: not a dflab checkpoint, or a file that would run code (names it).
+    """
+    from dflab.models.checkpoint import CheckpointError, read_checkpoint
     from dflab.training.train import build_module
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if "dflab_config" not in ckpt:
-        raise ValueError(f"{path}: not a dflab checkpoint (no dflab_config entry)")
-    cfg = build_config(ckpt["dflab_config"])
+    ckpt = read_checkpoint(path)
+    try:
+        cfg = build_config(ckpt["dflab_config"])
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: its stored config is not valid here ({err})") from None
     cfg.model.pretrained_file = None  # the checkpoint holds the weights
     module = build_module(cfg)
     module.load_state_dict(ckpt["state_dict"])
@@ -126,8 +134,10 @@ def latest_sweep_best_run(client: Any) -> str:
     """Run id of the best trial of the most recently finished sweep.
 
     Raises:
-        LookupError: no finished sweep is recorded.
+        RunLookupError: no finished sweep is recorded.
     """
+    from dflab.tracking.mlflow_utils import RunLookupError
+
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(experiments, filter_string="tags.`dflab.kind` = 'sweep'",
                               order_by=["attributes.end_time DESC"], max_results=20)
@@ -135,7 +145,7 @@ def latest_sweep_best_run(client: Any) -> str:
         best = run.data.tags.get("best_run_id")
         if best:
             return best
-    raise LookupError("no finished sweep with a best run in the tracking store; run `make sweep` "
+    raise RunLookupError("no finished sweep with a best run in the tracking store; run `make sweep` "
                       "first or pass RUN=<mlflow run id>")
 
 
@@ -146,15 +156,12 @@ def export_run(run_id: str | None = None, tracking_uri: str = "sqlite:///mlruns/
     The files and the measured differences are logged to the same MLflow run under ``export/``.
     """
     from dflab.tracking.mlflow_utils import client as mlflow_client
+    from dflab.tracking.mlflow_utils import run_checkpoint
 
     client = mlflow_client(LoggingConfig(tracking_uri=tracking_uri))
     run_id = run_id or latest_sweep_best_run(client)
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(client.download_artifacts(run_id, "checkpoints", tmp))
-        ckpts = sorted(p for p in local.glob("*.ckpt") if p.name.startswith("best"))
-        if not ckpts:
-            raise FileNotFoundError(f"run {run_id} has no best checkpoint artifact under checkpoints/")
-        cfg, net = load_checkpoint(ckpts[0])
+        cfg, net = load_checkpoint(run_checkpoint(client, run_id, tmp))
     target = Path(out_dir) / run_id
     print(f"exporting run {run_id} ({cfg.name}, {cfg.model.backbone}) to {target}")
     result = export_model(net, sample_frames(cfg), target, atol)

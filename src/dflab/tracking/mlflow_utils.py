@@ -58,3 +58,31 @@ def log_dataset_inputs(mlflow_client, run_id: str, datasets: list[dict]) -> None
                            [InputTag("mlflow.data.context", CONTEXTS.get(d["split"], d["split"]))])
               for d in datasets]
     mlflow_client.log_inputs(run_id, datasets=inputs)
+
+
+class RunLookupError(LookupError):
+    """An MLflow run, or the artifact asked of it, does not exist (the message names the run)."""
+
+
+def run_checkpoint(mlflow_client, run_id: str, folder: str | Path, which: str = "best") -> Path:
+    """Download the ``which`` checkpoint (``best`` or ``last``) of an MLflow run into ``folder``.
+
+    Raises:
+        RunLookupError: the run does not exist, or has no such checkpoint artifact (a trial
+            killed, failed or pruned before its first validation).
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client.get_run(run_id)
+    except MlflowException:
+        raise RunLookupError(f"MLflow run {run_id!r} does not exist in {mlflow_client.tracking_uri}") from None
+    try:
+        local = Path(mlflow_client.download_artifacts(run_id, "checkpoints", str(folder)))
+    except (MlflowException, OSError):
+        local = Path(folder) / "-"  # the run has no checkpoints folder at all
+    found = sorted(p for p in local.glob("*.ckpt") if p.name.startswith(which)) if local.is_dir() else []
+    if not found:
+        raise RunLookupError(f"MLflow run {run_id} has no {which} checkpoint (no checkpoints/{which}*.ckpt "
+                             "artifact: the run was killed, failed or pruned before its first validation)")
+    return found[0]

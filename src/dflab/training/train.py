@@ -25,6 +25,7 @@ from pytorch_lightning.loggers import MLFlowLogger
 from dflab.config import ExperimentConfig, flatten, save_config, to_dict
 from dflab.data.datamodule import DeepfakeDataModule
 from dflab.models import create_model
+from dflab.models.checkpoint import read_checkpoint
 from dflab.tracking.mlflow_utils import ensure_experiment, log_dataset_inputs, prepare_tracking
 from dflab.training.breakdown import breakdown, breakdown_metrics, breakdown_table, write_breakdown
 from dflab.training.freeze import BackboneFreeze
@@ -76,6 +77,7 @@ def resume_point(resume: str | Path, output_dir: str | Path) -> tuple[Path, str 
 
     Raises:
         FileNotFoundError: neither a checkpoint file nor a run with a ``last.ckpt`` (named).
+        CheckpointError: the file is not a dflab checkpoint, or would run code when loaded.
     """
     path = Path(resume)
     if not path.is_file():
@@ -85,7 +87,7 @@ def resume_point(resume: str | Path, output_dir: str | Path) -> tuple[Path, str 
                 f"--resume {resume}: not a checkpoint file, and no {output_dir}/*/{resume}/"
                 "checkpoints/last.ckpt (give the .ckpt path, or the run id of a run trained here)")
         path = found[0]
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_checkpoint(path)  # refuses a crafted file before Lightning opens it
     return path, state.get("dflab_mlflow_run_id")
 
 
@@ -163,6 +165,8 @@ def run_experiment(
 
         return run_triplet(cfg, tags=tags, callbacks=callbacks, progress=progress,
                            model_summary=model_summary)
+    # A checkpoint to resume from is checked first: a crafted or wrong file stops here.
+    ckpt_path, resumed_run = resume_point(resume, cfg.logging.output_dir) if resume else (None, None)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     on_cpu = cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available()
     cpu_processes = cfg.trainer.devices if on_cpu else 1
@@ -172,7 +176,6 @@ def run_experiment(
 
     uri = prepare_tracking(cfg.logging)
     ensure_experiment(cfg.logging)
-    ckpt_path, resumed_run = resume_point(resume, cfg.logging.output_dir) if resume else (None, None)
     logger = MLFlowLogger(
         experiment_name=cfg.logging.experiment, run_name=cfg.logging.run_name or cfg.name,
         tracking_uri=uri, tags={"dflab.kind": "train", "dflab.experiment": cfg.name, **(tags or {})},
@@ -201,7 +204,7 @@ def run_experiment(
                    *_extra_callbacks(cfg), *callbacks],
         enable_model_summary=progress and model_summary,
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     best_path = checkpoint.best_model_path or checkpoint.last_model_path
     score = checkpoint.best_model_score
     best_score = float(score) if score is not None else math.nan
@@ -213,7 +216,7 @@ def run_experiment(
     loggers, trainer.loggers = trainer.loggers, []  # keep the per-epoch val/* history clean
     for stage in stages:
         run = trainer.validate if stage == "val" else trainer.test
-        out = run(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)
+        out = run(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False, weights_only=True)
         final.update({k: float(v) for k, v in (out[0] if out else {}).items()})
         if stage in module.predictions:
             curves[stage] = module.predictions[stage]
