@@ -17,18 +17,21 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 def _train(args: argparse.Namespace) -> int:
     from dflab.config import load_config
+
+    cfg = load_config(args.experiment, args.overrides)  # refused before the training stack loads
     from dflab.training.train import run_experiment
 
-    cfg = load_config(args.experiment, args.overrides)
     run_experiment(cfg, resume=args.resume)
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from dflab.sweeps.space import load_sweep
+
+    sweep = load_sweep(args.sweep, args.overrides)  # refused before Optuna and MLflow load
     from dflab.sweeps.sweep import run_sweep
 
-    run_sweep(load_sweep(args.sweep, args.overrides), n_trials=args.n_trials)
+    run_sweep(sweep, n_trials=args.n_trials)
     return 0
 
 
@@ -58,6 +61,10 @@ def _faces(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from dflab.config import load_config
+
+    for path in args.datasets:  # refused before the evaluation stack loads
+        load_config(path, args.set or ())
     from dflab.evaluate.cross_dataset import cross_dataset_evaluation
 
     cross_dataset_evaluation(args.datasets, run_id=args.run_id, checkpoint=args.checkpoint,
@@ -199,14 +206,22 @@ def _drop_advertisements(record: logging.LogRecord) -> bool:
     return "Tip:" not in str(record.msg)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that are the user's input, not a bug: one line, exit status 2."""
-    from dflab.config import ConfigError
-    from dflab.data.sources import DatasetLayoutError
-    from dflab.models.checkpoint import CheckpointError
-    from dflab.tracking.mlflow_utils import RunLookupError
+_USER_ERRORS: dict[str, str | tuple[str, ...]] = {
+    "dflab.config.loader": "ConfigError",
+    "dflab.data.sources": "DatasetLayoutError",
+    "dflab.models.checkpoint": "CheckpointError",
+    "dflab.tracking.mlflow_utils": ("RunLookupError", "TrackingError"),
+    "dflab.sweeps.sweep": "SweepFailedError",  # every trial failed; each error is on its MLflow run
+}
 
-    return ConfigError, DatasetLayoutError, FileNotFoundError, CheckpointError, RunLookupError
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's input, not a bug: one line, exit status 2. An error
+    class whose module was never imported cannot have been raised, so none is imported here
+    (a config error must not wait for torch to load)."""
+    found = [getattr(sys.modules[module], name) for module, names in _USER_ERRORS.items()
+             if module in sys.modules for name in ((names,) if isinstance(names, str) else names)]
+    return (FileNotFoundError, *found)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

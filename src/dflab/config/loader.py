@@ -36,6 +36,29 @@ POSITIVE = ("data.frames_per_clip", "data.frame_stride", "data.train_clips_per_v
             "triplet.embed_epochs")
 
 
+RANGES: dict[str, tuple[float, float, str]] = {
+    # key: (low, high, bounds) — bounds "[]", "[)", "(]" or "()"; inf for no bound
+    "optim.weight_decay": (0.0, float("inf"), "[)"),
+    "optim.momentum": (0.0, 1.0, "[)"),
+    "model.drop_rate": (0.0, 1.0, "[)"),
+    "faces.margin": (0.0, float("inf"), "()"),
+    "faces.min_track_coverage": (0.0, 1.0, "[]"),
+    "faces.workers": (0.0, float("inf"), "[)"),
+    "data.self_blend": (0.0, 1.0, "[]"),
+    "data.val_fraction": (0.0, 1.0, "[)"),
+    "data.test_fraction": (0.0, 1.0, "[)"),
+    "data.weight": (0.0, float("inf"), "()"),
+    "trainer.gradient_clip_val": (0.0, float("inf"), "[)"),
+    "trainer.limit_train_batches": (0.0, float("inf"), "()"),
+    "trainer.limit_val_batches": (0.0, float("inf"), "()"),
+    "trainer.log_every_n_steps": (1.0, float("inf"), "[)"),
+}
+"""Allowed ranges of numeric keys (besides :data:`POSITIVE` and the keys that must be >= 0)."""
+
+NON_NEGATIVE = ("optim.warmup_epochs", "optim.freeze_backbone_epochs", "trainer.early_stopping_patience",
+                "trainer.num_threads", "data.num_workers", "faces.frame_step")
+
+
 class ConfigError(ValueError):
     """An experiment configuration is invalid; the message names the key."""
 
@@ -187,16 +210,63 @@ def _set(data: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def check_value(key: str, value: Any) -> None:
+    """Check one config value against its key's allowed choices and range.
+
+    Used for every experiment and for every value a sweep can sample.
+
+    Raises:
+        ConfigError: the value is outside what ``key`` allows (names the key and the range).
+    """
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(CHOICES[key])}")
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if key in POSITIVE and not value > 0:
+        raise ConfigError(f"{key}: must be > 0, got {value!r}")
+    if key in NON_NEGATIVE and not value >= 0:
+        raise ConfigError(f"{key}: must be >= 0, got {value!r}")
+    if key in RANGES:
+        low, high, bounds = RANGES[key]
+        above = value >= low if bounds[0] == "[" else value > low
+        below = value <= high if bounds[1] == "]" else value < high
+        if not (above and below):
+            shown = f"{bounds[0]}{low:g}, {high:g}{bounds[1]}" if high != float("inf") else None
+            text = f"in {shown}" if shown else f"{'>=' if bounds[0] == '[' else '>'} {low:g}"
+            raise ConfigError(f"{key}: must be {text}, got {value!r}")
+    if key.startswith("trainer.limit_") and value > 1 and value != int(value):
+        raise ConfigError(f"{key}: a fraction of the batches in (0, 1] or a whole number of batches, got {value!r}")
+
+
+def check_backbone(name: str) -> None:
+    """Check that ``model.backbone`` names a dflab model or a timm model (imports timm).
+
+    Raises:
+        ConfigError: unknown name (with the closest known names).
+    """
+    import timm
+
+    from dflab.models import list_models, mesonet  # noqa: F401  (mesonet registers dflab's models)
+
+    ours = list_models()
+    if name in ours or timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name, ours + timm.list_models(), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise ConfigError(f"model.backbone: unknown model {name!r}{hint}; use a dflab model ({', '.join(ours)}) "
+                      "or any timm model name (timm.list_models())")
+
+
 def _validate(cfg: ExperimentConfig) -> None:
     flat = flatten(to_dict(cfg))
+    for key, value in flat.items():
+        check_value(key, value)
     from dflab.data.datasets import build_options, dataset_names
 
     if cfg.data.source not in dataset_names():
         raise ConfigError(f"data.source: {cfg.data.source!r} is not one of {', '.join(dataset_names())}"
                           f"{_suggest(cfg.data.source, dataset_names())}")
     build_options(cfg.data.source, cfg.data.options)
-    if cfg.data.weight <= 0:
-        raise ConfigError(f"data.weight: must be > 0, got {cfg.data.weight!r}")
     names = [cfg.data.source]
     for i, extra in enumerate(cfg.data.extra_sources):
         key = f"data.extra_sources[{i}]"
@@ -211,31 +281,13 @@ def _validate(cfg: ExperimentConfig) -> None:
         names.append(extra.name or extra.source)
     if len(set(names)) != len(names):
         raise ConfigError(f"data.extra_sources: dataset names {names} repeat; give each a distinct name")
-    for key, options in CHOICES.items():
-        if flat[key] not in options:
-            raise ConfigError(f"{key}: {flat[key]!r} is not one of {', '.join(options)}")
-    for key in ("optim.warmup_epochs", "optim.freeze_backbone_epochs", "trainer.early_stopping_patience",
-                "trainer.num_threads", "data.num_workers"):
-        if flat[key] < 0:
-            raise ConfigError(f"{key}: must be >= 0, got {flat[key]!r}")
-    for key in POSITIVE:
-        if flat[key] <= 0:
-            raise ConfigError(f"{key}: must be > 0, got {flat[key]!r}")
     _check_detector(cfg.faces.detector, cfg.faces.detector_options)
-    if cfg.faces.frame_step < 0:
-        raise ConfigError(f"faces.frame_step: must be >= 0 (0 = evenly spaced), got {cfg.faces.frame_step!r}")
-    if not 0.0 <= cfg.faces.min_track_coverage <= 1.0:
-        raise ConfigError(f"faces.min_track_coverage: must be in [0, 1], got {cfg.faces.min_track_coverage!r}")
     if cfg.triplet.enabled and cfg.model.temporal != "none":
         raise ConfigError("triplet.enabled: the triplet stage embeds frames; set model.temporal: none")
-    if not 0.0 <= cfg.data.self_blend <= 1.0:
-        raise ConfigError(f"data.self_blend: must be in [0, 1], got {cfg.data.self_blend!r}")
-    for key in ("data.val_fraction", "data.test_fraction"):
-        if not 0.0 <= flat[key] < 1.0:
-            raise ConfigError(f"{key}: must be in [0, 1), got {flat[key]!r}")
     if cfg.monitor not in ("val/video_auroc", "val/frame_auroc", "val/video_ap", "val/loss"):
         raise ConfigError(f"monitor: {cfg.monitor!r} is not a validation metric dflab logs "
                           "(val/video_auroc, val/frame_auroc, val/video_ap, val/loss)")
+    check_backbone(cfg.model.backbone)  # last: it imports timm (and torch)
 
 
 def _check_detector(name: str, options: Mapping[str, Any]) -> None:
@@ -280,6 +332,31 @@ def build_config(data: Mapping[str, Any] | None = None, overrides: Iterable[str]
     return cfg
 
 
+def read_yaml(path: str | Path, what: str = "experiment") -> Any:
+    """Parse a YAML file safely (plain data only, no Python objects).
+
+    Raises:
+        ConfigError: the file is missing, not UTF-8 text, or not valid YAML (names the file,
+            line and column).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} file does not exist")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); save the file as UTF-8") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+
+
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
     """Load an experiment YAML file and apply overrides.
 
@@ -287,12 +364,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentCo
         ConfigError: missing file, malformed YAML, unknown key or wrong type (names file and key).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: experiment file does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    data = read_yaml(path) or {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: top level must be a mapping of settings")
     try:

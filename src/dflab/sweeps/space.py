@@ -21,7 +21,17 @@ from typing import Any
 
 import yaml
 
-from dflab.config.loader import ConfigError, _build, _set, field_type, parse_override
+from dflab.config.loader import (
+    ConfigError,
+    _build,
+    _coerce,
+    _set,
+    check_backbone,
+    check_value,
+    field_type,
+    parse_override,
+    read_yaml,
+)
 
 
 @dataclass
@@ -71,8 +81,16 @@ class SweepConfig:
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
 
 
+def _candidates(key: str, spec: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The values of one parameter whose checks cover everything it can sample: every choice,
+    or both ends of a range (the checks are ranges, so the ends decide)."""
+    if "choices" in spec:
+        return [(f"choice {c!r}", c) for c in spec["choices"]]
+    return [("low", spec["low"]), ("high", spec["high"])]
+
+
 def _check_param(key: str, spec: Any) -> None:
-    field_type(key)  # raises ConfigError naming an unknown key
+    tp = field_type(key)  # raises ConfigError naming an unknown key
     where = f"params.{key}"
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: expected a mapping like {{low, high}} or {{choices}}")
@@ -83,8 +101,38 @@ def _check_param(key: str, spec: Any) -> None:
     if "choices" in spec:
         if not isinstance(spec["choices"], list) or not spec["choices"]:
             raise ConfigError(f"{where}.choices: expected a non-empty list")
-    elif not {"low", "high"} <= set(spec):
-        raise ConfigError(f"{where}: needs low and high, or choices")
+        if set(spec) != {"choices"}:
+            raise ConfigError(f"{where}: give choices, or low and high, not both")
+        if len({repr(c) for c in spec["choices"]}) != len(spec["choices"]):
+            raise ConfigError(f"{where}.choices: {spec['choices']} repeats a value")
+    else:
+        if not {"low", "high"} <= set(spec):
+            raise ConfigError(f"{where}: needs low and high, or choices")
+        low, high = spec["low"], spec["high"]
+        for name, bound in (("low", low), ("high", high)):
+            if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+                try:
+                    bound = float(bound)  # YAML 1.1 reads 1e-3 as text
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{where}.{name}: expected a number, got {bound!r}") from None
+                spec[name] = bound
+        low, high = spec["low"], spec["high"]
+        if low > high:
+            raise ConfigError(f"{where}: low {low!r} is above high {high!r}")
+        if spec.get("log") and low <= 0:
+            raise ConfigError(f"{where}: a log range needs low > 0, got {low!r}")
+        step = spec.get("step")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
+            raise ConfigError(f"{where}.step: expected a number > 0, got {step!r}")
+        if step is not None and spec.get("log"):
+            raise ConfigError(f"{where}: step and log cannot be combined (Optuna refuses it)")
+    for which, value in _candidates(key, spec):
+        try:
+            check_value(key, _coerce(value, tp, key))
+            if key == "model.backbone":
+                check_backbone(str(value))
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {which}: {str(err).removeprefix(key + ': ')}") from None
 
 
 def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SweepConfig:
@@ -97,9 +145,9 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         ConfigError: unknown sweep or experiment key, wrong type (names the file and key).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: sweep file does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml(path, "sweep") or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sweep settings")
     exp_overrides: list[str] = []
     try:
         for text in overrides:
@@ -114,6 +162,9 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         cfg.overrides = [str(o) for o in cfg.overrides] + exp_overrides
         for text in cfg.overrides:
             parse_override(text)
+        if not cfg.params:
+            raise ConfigError("params: the search space is empty; give at least one parameter "
+                              "(e.g. optim.lr: {low: 1.0e-4, high: 1.0e-2, log: true})")
         for key, spec in cfg.params.items():
             _check_param(key, spec)
         if cfg.direction not in ("maximize", "minimize"):
@@ -123,7 +174,10 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         if cfg.pruner.name not in ("median", "none"):
             raise ConfigError(f"pruner.name: {cfg.pruner.name!r} is not median or none")
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from err
+        raise ConfigError(f"{path}: {err}") from None
+    from dflab.config.loader import load_config
+
+    load_config(cfg.experiment, cfg.overrides)  # the base experiment, refused before any trial
     return cfg
 
 

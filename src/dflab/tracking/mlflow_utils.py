@@ -8,6 +8,57 @@ from pathlib import Path
 from dflab.config.schema import LoggingConfig
 
 
+class TrackingError(RuntimeError):
+    """Runs cannot be recorded where the config says (the message names the key or run)."""
+
+
+def _local_path(location: str) -> Path | None:
+    """The local folder or file behind a tracking URI or artifact location, if it is local."""
+    if location.startswith("sqlite:///"):
+        return Path(location.removeprefix("sqlite:///"))
+    if location.startswith("file://"):
+        return Path(location.removeprefix("file://"))
+    if "://" in location or location.startswith(("mlflow-artifacts:", "postgresql", "mysql")):
+        return None
+    return Path(location)
+
+
+def check_writable(cfg: LoggingConfig, output_dir: str | None = None) -> None:
+    """Make sure runs, artifacts and checkpoints can be written, before any work starts.
+
+    Folders are created if missing; each is then probed with a real write (permission bits
+    alone do not tell: a read-only mount, or a file where a folder should be).
+
+    Raises:
+        ConfigError: a location cannot be written (names the key and the path).
+    """
+    import tempfile
+
+    from dflab.config.loader import ConfigError
+
+    places = [("logging.tracking_uri", cfg.tracking_uri, cfg.tracking_uri.startswith("sqlite:///")),
+              ("logging.artifact_location", cfg.artifact_location, False)]
+    if output_dir is not None:
+        places.append(("logging.output_dir", output_dir, False))
+    for key, location, is_file in places:
+        path = _local_path(location)
+        if path is None:
+            continue
+        folder = path.parent if is_file else path
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+            if is_file and path.exists():
+                with open(path, "ab"):
+                    pass
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+            raise ConfigError(f"{key}: cannot write to {path if is_file else folder} ({reason}); "
+                              "nothing was trained. Point it at a writable place "
+                              f"(e.g. {key}=...)") from None
+
+
 def prepare_tracking(cfg: LoggingConfig) -> str:
     """Create the folders behind a SQLite tracking URI and return the URI."""
     uri = cfg.tracking_uri

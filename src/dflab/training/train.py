@@ -14,6 +14,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from mlflow.exceptions import MlflowException
 from pytorch_lightning.callbacks import (
     Callback,
     EarlyStopping,
@@ -21,12 +22,19 @@ from pytorch_lightning.callbacks import (
     ModelCheckpoint,
 )
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 from dflab.config import ExperimentConfig, flatten, save_config, to_dict
 from dflab.data.datamodule import DeepfakeDataModule
 from dflab.models import create_model
 from dflab.models.checkpoint import read_checkpoint
-from dflab.tracking.mlflow_utils import ensure_experiment, log_dataset_inputs, prepare_tracking
+from dflab.tracking.mlflow_utils import (
+    TrackingError,
+    check_writable,
+    ensure_experiment,
+    log_dataset_inputs,
+    prepare_tracking,
+)
 from dflab.training.breakdown import breakdown, breakdown_metrics, breakdown_table, write_breakdown
 from dflab.training.freeze import BackboneFreeze
 from dflab.training.module import DetectorModule
@@ -167,12 +175,18 @@ def run_experiment(
                            model_summary=model_summary)
     # A checkpoint to resume from is checked first: a crafted or wrong file stops here.
     ckpt_path, resumed_run = resume_point(resume, cfg.logging.output_dir) if resume else (None, None)
+    check_writable(cfg.logging, cfg.logging.output_dir)  # a read-only mlruns/ is said now, not after training
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     on_cpu = cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available()
     cpu_processes = cfg.trainer.devices if on_cpu else 1
     set_training_threads(cfg.trainer.num_threads, cfg.data.num_workers, cpu_processes)
     datamodule = DeepfakeDataModule(cfg.data, cfg.faces, seed=cfg.seed, progress=progress)
     module = module if module is not None else build_module(cfg)
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        # The dataset is read and checked before the MLflow run exists: a layout refused here
+        # leaves no FAILED run behind. (Other DDP ranks set up inside fit, as Lightning does.)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
 
     uri = prepare_tracking(cfg.logging)
     ensure_experiment(cfg.logging)
@@ -227,7 +241,14 @@ def run_experiment(
     if trainer.is_global_zero:
         what = f"{cfg.logging.run_name or cfg.name} ({model_description(cfg.model, cfg.data, cfg.triplet)})"
         print(metrics_table(result.metrics, title=f"{what}: best checkpoint by {monitor}"))
-        _log_artifacts(cfg, logger, datamodule, checkpoint, curves, result)
+        try:
+            _log_artifacts(cfg, logger, datamodule, checkpoint, curves, result)
+        except (OSError, MlflowException) as err:
+            logger.experiment.set_tag(logger.run_id, "dflab.error", f"{type(err).__name__}: {err}"[:5000])
+            logger.experiment.set_terminated(logger.run_id, "FAILED")
+            raise TrackingError(f"MLflow run {logger.run_id}: its artifacts could not be stored "
+                                f"({type(err).__name__}: {err}); the run is marked FAILED. The trained "
+                                f"checkpoint is kept at {best_path}") from None
         print(f"MLflow run {result.run_id}  best {monitor}={best_score:.4f}  checkpoint {best_path}")
     return result
 

@@ -1,0 +1,164 @@
+"""Bad input gets one line naming the key or file, exit status 2, before any work starts."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dflab.cli.main import main
+
+EXPERIMENT = "experiments/mesonet4_demo.yaml"
+
+
+def _run(capsys, *argv: str) -> tuple[int, list[str]]:
+    """Exit status and dflab's own error lines (other libraries' log lines left out)."""
+    code = main(list(argv))
+    return code, [line for line in capsys.readouterr().err.splitlines() if line.startswith("dflab ")]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.weight_decay=-0.01", "optim.weight_decay: must be >= 0, got -0.01"),
+    ("model.drop_rate=1.0", "model.drop_rate: must be in [0, 1), got 1.0"),
+    ("model.drop_rate=-0.2", "model.drop_rate: must be in [0, 1), got -0.2"),
+    ("optim.momentum=1.5", "optim.momentum: must be in [0, 1), got 1.5"),
+    ("trainer.limit_train_batches=2.5", "trainer.limit_train_batches: a fraction"),
+    ("faces.margin=0", "faces.margin: must be > 0"),
+    ("model.backbone=resnet10", "model.backbone: unknown model 'resnet10' (did you mean resnet10t"),
+    ("model.backbone=mesonet4", "did you mean meso4"),
+])
+def test_invalid_values_are_refused_by_key(capsys, override: str, message: str) -> None:
+    code, err = _run(capsys, "train", EXPERIMENT, override)
+    assert code == 2 and len(err) == 1 and message in err[0] and EXPERIMENT in err[0]
+
+
+def test_config_errors_come_before_the_training_stack_loads() -> None:
+    """A wrong key or value is reported without importing torch (well under a second)."""
+    script = ("import sys; from dflab.cli.main import main; "
+              f"codes = [main(['train', {EXPERIMENT!r}, a]) for a in ('optim.weight_decay=-1', 'no.such=1')]; "
+              "print(codes, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[2, 2] False", out.stderr
+
+
+def _sweep(tmp_path: Path, body: str, name: str = "sweep.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(f"experiment: {EXPERIMENT}\nstorage: sqlite:///{tmp_path}/optuna.db\n{body}")
+    return path
+
+
+@pytest.mark.parametrize("params, message", [
+    ("params:\n  optim.lr: {low: 1.0e-2, high: 1.0e-4, log: true}\n", "params.optim.lr: low 0.01 is above high 0.0001"),
+    ("params:\n  data.batch_size: {choices: [16, big]}\n", "params.data.batch_size: choice 'big': expected int"),
+    ("params:\n  model.backbone: {choices: [meso4, resnet10]}\n", "params.model.backbone: choice 'resnet10': unknown model"),
+    ("params:\n  optim.lr: {low: -1.0, high: 1.0}\n", "params.optim.lr: low: must be > 0, got -1.0"),
+    ("params:\n  optim.weight_decay: {low: -0.1, high: 0.1}\n", "params.optim.weight_decay: low: must be >= 0"),
+    ("params:\n  model.drop_rate: {low: 0.0, high: 1.0}\n", "params.model.drop_rate: high: must be in [0, 1)"),
+    ("params:\n  data.augment: {choices: [none, heavy]}\n", "params.data.augment: choice 'heavy': 'heavy' is not one of"),
+    ("params:\n  optim.lr: {low: 0.0, high: 1.0e-2, log: true}\n", "a log range needs low > 0"),
+    ("params: {}\n", "params: the search space is empty"),
+    ("params:\n  optim.lr: {low: 1.0e-4, high: 1.0e-2\n  x: 1\n", "sweep.yaml:5:4: not valid YAML"),
+])
+def test_sweep_files_are_checked_before_any_trial(tmp_path: Path, capsys, params: str, message: str) -> None:
+    path = _sweep(tmp_path, params)
+    code, err = _run(capsys, "sweep", str(path))
+    assert code == 2 and len(err) == 1 and message in err[0] and str(path) in err[0]
+    assert not (tmp_path / "optuna.db").exists()  # no study was created
+
+
+def test_files_that_are_not_utf8_name_the_line(tmp_path: Path, capsys) -> None:
+    experiment = tmp_path / "latin1.yaml"
+    experiment.write_bytes("name: d\xe9mo\nseed: 1\n".encode("latin-1"))
+    code, err = _run(capsys, "train", str(experiment))
+    assert code == 2 and f"{experiment}:1: not UTF-8 text" in err[0]
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: demo\nmodel:\n  backbone: [meso4\n")
+    code, err = _run(capsys, "train", str(broken))
+    assert code == 2 and f"{broken}:4:1: not valid YAML" in err[0]
+
+
+def _read_only(folder: Path, command: list[str]) -> list[str]:
+    """``command`` run with ``folder`` read-only: by its permission bits for a normal user; for
+    root (whom permission bits do not stop) inside a mount namespace with ``folder`` bind-mounted
+    read-only."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return command
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" || exit 77; shift; exec "$@"'
+    return ["unshare", "-m", "sh", "-c", script, "sh", str(folder), *command]
+
+
+def test_a_read_only_mlruns_is_said_before_training(tmp_path: Path, fast_overrides: list[str]) -> None:
+    mlruns = tmp_path / "mlruns"
+    (mlruns / "artifacts").mkdir(parents=True)
+    overrides = [o for o in fast_overrides if not o.startswith("logging.")] + [
+        f"logging.tracking_uri=sqlite:///{mlruns}/mlflow.db", f"logging.artifact_location={mlruns}/artifacts",
+        f"logging.output_dir={tmp_path}/outputs"]
+    command = _read_only(mlruns, [sys.executable, "-m", "dflab", "train", EXPERIMENT, *overrides])
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if out.returncode == 77:
+        pytest.skip("cannot make a folder read-only here (no mount namespace for root)")
+    lines = [line for line in out.stderr.splitlines() if line.startswith("dflab ")]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
+    assert f"logging.tracking_uri: cannot write to {mlruns}" in lines[0]
+    assert not (mlruns / "mlflow.db").exists()
+
+
+def test_a_file_where_the_artifact_folder_should_be_is_said_before_training(tmp_path, fast_overrides, capsys):
+    blocker = tmp_path / "artifacts"
+    blocker.write_text("not a folder")
+    code, err = _run(capsys, "train", EXPERIMENT, *fast_overrides, f"logging.artifact_location={blocker}/x")
+    assert code == 2 and "logging.artifact_location: cannot write" in err[0]
+
+
+def test_a_dataset_refused_at_start_leaves_no_mlflow_run(tmp_path, small_manifest, fast_overrides, capsys):
+    from mlflow import MlflowClient
+
+    with open(small_manifest, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["label"] == "real"]
+    reals = small_manifest.parent / "reals_only.csv"
+    with open(reals, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    overrides = [o for o in fast_overrides if not o.startswith("data.root=")] + [f"data.root={reals}"]
+    code, err = _run(capsys, "train", EXPERIMENT, *overrides)
+    assert code == 2 and len(err) == 1 and "only real videos" in err[0]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    assert client.search_runs(experiments) == [] if experiments else True
+
+
+def test_artifacts_that_cannot_be_stored_fail_the_run_and_keep_the_checkpoint(tmp_path, fast_overrides, capsys):
+    """When the artifact store breaks during training (here: a file appears where the run's
+    artifact folder goes), the run ends FAILED, not FINISHED, and the checkpoint's place is said."""
+    import pytorch_lightning as pl
+    from mlflow import MlflowClient
+
+    from dflab.config import load_config
+    from dflab.tracking.mlflow_utils import TrackingError
+    from dflab.training.train import run_experiment
+
+    class BreakArtifactStore(pl.Callback):
+        def on_fit_end(self, trainer, pl_module):
+            client = trainer.logger.experiment
+            root = client.get_run(trainer.logger.run_id).info.artifact_uri.removeprefix("file://")
+            Path(root).parent.mkdir(parents=True, exist_ok=True)
+            if Path(root).is_dir():
+                Path(root).rmdir()
+            Path(root).write_text("in the way")
+
+    cfg = load_config(EXPERIMENT, fast_overrides)
+    with pytest.raises(TrackingError, match="could not be stored") as caught:
+        run_experiment(cfg, callbacks=[BreakArtifactStore()], progress=False, model_summary=False)
+    message = str(caught.value)
+    checkpoint = Path(message.rsplit("checkpoint is kept at ", 1)[1])
+    assert checkpoint.is_file() and checkpoint.suffix == ".ckpt"
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert "dflab.error" in runs[0].data.tags
