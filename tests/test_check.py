@@ -107,3 +107,29 @@ def test_breakdown_scores_each_method_against_the_reals():
     assert rows["Beta"].scores["auroc"] < 0.2
     assert (rows["Alpha"].n_real, rows["Alpha"].n_fake) == (4, 2)
     assert "test/by_method/Beta/video_auroc" in breakdown_metrics("test", rows.values())
+
+
+def test_videos_are_told_apart_by_path_not_by_file_name(tmp_path):
+    items = [VideoItem("/d/real/a.mp4", 0, "train", "g1"), VideoItem("/d/fake/a.mp4", 1, "train", "g2"),
+             VideoItem("/d/val/real/a.mp4", 0, "val", "g3"), VideoItem("/d/test/real/a.mp4", 0, "test", "g4")]
+    assert {p.kind for p in check_dataset(items).problems} == {"missing"}, "no duplicate, no leak"
+    keyed = [VideoItem("/d/x/a.mp4", 0, "train", "g1", key="youtube/a"),
+             VideoItem("/d/y/a.mp4", 0, "train", "g2", key="youtube/a")]
+    assert [(p.kind, p.detail) for p in check_dataset(keyed).problems if p.kind != "missing"] == [
+        ("duplicate", "video id 'youtube/a' of the dataset is also /d/y/a.mp4")]
+    twice = [VideoItem("/d/real/a.mp4", 0, "train", "g1"), VideoItem("/d/real/a.mp4", 0, "train", "g1")]
+    assert [(p.kind, p.detail) for p in check_dataset(twice).problems if p.kind != "missing"] == [
+        ("duplicate", "listed 2 times")]
+
+
+def test_cli_data_check_accepts_one_file_name_in_several_folders(tmp_path, place_video):
+    root = tmp_path / "data"
+    for rel in ("real/clip0.mp4", "fake/clip0.mp4", "val/real/clip0.mp4", "val/fake/clip0.mp4",
+                "test/real/clip0.mp4", "test/fake/clip0.mp4"):
+        place_video(root / rel)
+    cfg = tmp_path / "ds.yaml"
+    cfg.write_text(f"data:\n  source: folder\n  root: {root}\n")
+    proc = subprocess.run([sys.executable, "-m", "dflab", "data", "check", str(cfg)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "no problem found" in proc.stdout

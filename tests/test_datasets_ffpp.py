@@ -125,7 +125,7 @@ def test_missing_or_malformed_split_file_is_named(tmp_path, place_video):
     with pytest.raises(DatasetLayoutError, match=r"val\.json: entry 1 is \['953'\]"):
         scan_dataset("ffpp", root, {})
     (root / "splits" / "val.json").write_text("{not json")
-    with pytest.raises(DatasetLayoutError, match=r"val\.json: not a readable JSON split file"):
+    with pytest.raises(DatasetLayoutError, match=r"val\.json:1: not a readable JSON split file"):
         scan_dataset("ffpp", root, {})
 
 

@@ -11,6 +11,7 @@ import torch
 
 from dflab.config import ConfigError, build_config
 from dflab.data.self_blend import face_mask, self_blend_clip
+from dflab.data.sources import DatasetLayoutError
 from dflab.faces.crop import aligned_template, crop_face_aligned
 from dflab.faces.detector import create_detector
 
@@ -75,7 +76,7 @@ def test_training_from_real_videos_alone(fast_overrides, small_manifest, tmp_pat
 
     manifest = _real_only_train(small_manifest, tmp_path / "reals.csv")
     base = [*fast_overrides, f"data.root={manifest}", f"faces.crop={crop}"]
-    with pytest.raises(Exception, match="only real videos"):
+    with pytest.raises(DatasetLayoutError, match=r"train split holds only real videos .* turn on data\.self_blend"):
         dm = DeepfakeDataModule(build_config({}, base).data, build_config({}, base).faces, progress=False)
         dm.prepare_data()
         dm.setup("fit")
@@ -113,3 +114,44 @@ def test_half_of_the_real_clips_blend_at_one_half(fast_overrides, small_manifest
     assert 0.3 < share < 0.7
 
 
+
+
+def _folder_of_reals(small_manifest: Path, root: Path) -> Path:
+    """A folder dataset: demo reals in real/, an empty fake/, and val/real + val/fake."""
+    import shutil
+
+    with small_manifest.open() as fh:
+        rows = list(csv.DictReader(fh))
+    reals = [r for r in rows if r["label"] in ("0", "real")]
+    fakes = [r for r in rows if r["label"] in ("1", "fake")]
+    for dest, picked in (("real", reals[:4]), ("val/real", reals[4:6]), ("val/fake", fakes[:2])):
+        for r in picked:
+            (root / dest).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(small_manifest.parent / r["path"], root / dest / Path(r["path"]).name)
+    (root / "fake").mkdir()
+    return root
+
+
+def test_training_from_a_folder_of_reals_with_an_empty_fake_folder(fast_overrides, small_manifest, tmp_path):
+    from dflab.data.datamodule import DeepfakeDataModule
+    from dflab.data.items import resolve_items
+
+    root = _folder_of_reals(small_manifest, tmp_path / "mine")
+    base = [*fast_overrides, "data.source=folder", f"data.root={root}"]
+    refused = build_config({}, base)
+    assert len(resolve_items(refused.data)) == 8  # listing (evaluate, faces) needs no fakes
+    with pytest.raises(DatasetLayoutError) as err:  # training does: said before the face stage
+        DeepfakeDataModule(refused.data, refused.faces, progress=False).prepare_data()
+    assert str(err.value) == (
+        f"{root}: the train split holds only real videos (4) and no fake; add fake videos or turn on "
+        "data.self_blend (data.self_blend=1.0 trains from real videos alone on self-blended pseudo-fakes)")
+    cfg = build_config({}, [*base, "data.self_blend=1.0"])
+    items = resolve_items(cfg.data)
+    assert sorted((it.split, it.label) for it in items) == [("train", 0)] * 4 + [("val", 0)] * 2 + [("val", 1)] * 2
+    dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
+    dm.prepare_data()
+    dm.setup("fit")
+    train = dm.datasets["train"]
+    assert train.items and all(it.label == 0 for it in train.items)
+    assert {int(train[i]["label"]) for i in range(len(train))} == {1}  # every real clip a pseudo-fake
+    assert {it.label for it in dm.split_items["val"]} == {0, 1}

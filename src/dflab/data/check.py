@@ -3,7 +3,9 @@
 ``dflab data check`` prints the counts table and every problem and exits non-zero when there is
 one; training runs the same check (without decoding) and refuses a broken layout with the same
 message. Leakage means a video, an identity (``VideoItem.group``) or the source of a fake
-(``VideoItem.sources``) found in two splits.
+(``VideoItem.sources``) found in two splits. Videos are told apart by path and by id
+(``VideoItem.video_id``: the adapter's key, such as the path relative to the dataset root, else
+the path), never by bare file name: ``real/clip0.mp4`` and ``fake/clip0.mp4`` are two videos.
 
 With ``deep=True`` every frame of every video is decoded: damaged videos are problems (listed
 with the frame ranges that do not decode), and the seek check of :mod:`dflab.video.access`

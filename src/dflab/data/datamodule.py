@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from dflab.config.schema import DataConfig, FacesConfig
 from dflab.data.dataset import ClipSpec, FaceClipDataset, collate_clips
-from dflab.data.items import resolve_items
+from dflab.data.items import refuse_train_without_fakes, resolve_items
 from dflab.data.sources import DatasetLayoutError, VideoItem
 from dflab.faces.crop_cache import CropCache
 from dflab.faces.index import FaceIndex, FaceReport, VideoFaces
@@ -68,6 +68,8 @@ class DeepfakeDataModule(pl.LightningDataModule):
         if self.face_report is not None:  # fit, validate and test each call this
             return
         items = resolve_items(self.data_cfg, self.progress)
+        if "train" in self.required:  # said before the face stage, not after it
+            refuse_train_without_fakes(items, self.data_cfg)
         paths = [it.path for it in items]
         self.face_report, _ = build_dataset_index(
             self.face_index(), paths, dataset_pack_name(self.data_cfg.source, paths),
@@ -129,9 +131,12 @@ class DeepfakeDataModule(pl.LightningDataModule):
             if split == "train" and self.data_cfg.self_blend > 0:
                 labels.add(1)  # self-blended pseudo-fakes are the fake class
             if labels != {0, 1}:
+                hint = ("; add fake videos or turn on data.self_blend (pseudo-fakes from real videos)"
+                        if split == "train" and labels == {0} else "")
                 raise DatasetLayoutError(
                     f"{self.data_cfg.root}: the {split} split holds only "
-                    f"{'real' if labels == {0} else 'fake'} videos; it needs both classes"
+                    f"{'real' if labels == {0} else 'fake'} videos after leaving out "
+                    f"{len(self.excluded)} without a usable face; it needs both classes{hint}"
                 )
 
     def _loader(self, split: str, shuffle: bool, sampler: WeightedRandomSampler | None = None) -> DataLoader:

@@ -10,9 +10,9 @@ from dataclasses import replace
 from dflab.config.schema import DataConfig
 from dflab.data.check import check_dataset
 from dflab.data.datasets import scan_dataset
-from dflab.data.sources import VideoItem, assign_splits, read_manifest
+from dflab.data.sources import DatasetLayoutError, VideoItem, assign_splits, read_manifest
 
-__all__ = ["resolve_items"]
+__all__ = ["refuse_train_without_fakes", "resolve_items"]
 
 
 def resolve_items(data: DataConfig, progress: bool = True, check: bool = True) -> list[VideoItem]:
@@ -42,3 +42,17 @@ def resolve_items(data: DataConfig, progress: bool = True, check: bool = True) -
     if check:
         check_dataset(items, f"{data.source} at {data.root}").raise_if_broken()
     return items
+
+
+def refuse_train_without_fakes(items: list[VideoItem], data: DataConfig) -> None:
+    """A training split of reals only needs self-blended pseudo-fakes (``data.self_blend`` > 0).
+
+    Raises:
+        DatasetLayoutError: the train split holds no fake video and self-blending is off.
+    """
+    train = [it.label for it in items if it.split == "train"]
+    if train and 1 not in train and data.self_blend <= 0:
+        raise DatasetLayoutError(
+            f"{data.root}: the train split holds only real videos ({len(train)}) and no fake; add fake "
+            "videos or turn on data.self_blend (data.self_blend=1.0 trains from real videos alone "
+            "on self-blended pseudo-fakes)")

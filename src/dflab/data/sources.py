@@ -3,32 +3,38 @@
 Two generic layouts are read here:
 
 * a **folder layout**: ``real/`` and ``fake/`` (training videos), optionally ``val/real``,
-  ``val/fake``, ``test/real`` and ``test/fake``;
+  ``val/fake``, ``test/real`` and ``test/fake``; ``fake/`` may be empty (training from reals
+  alone with ``data.self_blend``);
 * a **CSV manifest** with a header ``path,label[,split,group,method,dataset]``; paths are
   relative to the manifest's folder (or absolute), labels are ``real``/``fake`` or ``0``/``1``
   (1 = fake), ``split`` is ``train``/``val``/``test``, ``group`` is an identity (or source) id
   used to keep related videos in one split, ``method`` names a fake's manipulation and
   ``dataset`` its source (both optional, for per-method and per-dataset metrics).
 
-Videos without an explicit split are split by group (never a group in two splits) with a
-seeded shuffle.
+A video's id is its path relative to the dataset root (the folder, or the manifest's folder), so
+``real/clip0.mp4`` and ``fake/clip0.mp4`` are two videos. Without a group (a manifest's ``group``
+column, or the folder option ``group_by: stem``) each video is a group of its own: groups are
+never guessed from file names. Videos without an explicit split are split by group (never a
+group in two splits) with a seeded shuffle.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from dflab.data.errors import DatasetLayoutError
+from dflab.data.textfiles import read_csv, relative_path
+
+__all__ = ["GROUP_BY", "LABELS", "SPLITS", "VIDEO_EXTENSIONS", "DatasetLayoutError", "VideoItem",
+           "assign_splits", "read_manifest", "scan_folder", "unit_hash"]
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 SPLITS = ("train", "val", "test")
 LABELS = {"real": 0, "fake": 1, "0": 0, "1": 1}
-
-
-class DatasetLayoutError(ValueError):
-    """The dataset on disk does not match the expected layout; the message names the path."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,8 @@ class VideoItem:
             real videos and fakes of unknown method.
         dataset: name of the dataset the video comes from (``ffpp``, ``celebdf``, ...), so a
             combined run can break its metrics down per source.
-        key: id of the video, unique within its dataset (default: the file name's stem).
+        key: id of the video, unique within its dataset (the generic layouts use the path
+            relative to the dataset root; default: the path).
         sources: keys of the real videos a fake was made from; they must share its split.
         mask: video marking the manipulated region of a fake (white = forged), as FaceForensics++
             ships; with several people in a fake, training uses the face the mask covers.
@@ -62,19 +69,36 @@ class VideoItem:
 
     @property
     def video_id(self) -> str:
-        return self.key or Path(self.path).stem
+        return self.key or self.path
 
 
 def _videos_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
 
 
-def scan_folder(root: str | Path) -> list[VideoItem]:
+GROUP_BY = ("path", "stem")
+"""Groups of the folder layout: each video alone, or the videos sharing a file stem."""
+
+
+def scan_folder(root: str | Path, group_by: str = "path") -> list[VideoItem]:
     """Read the folder layout ``real/``, ``fake/`` [, ``val/{real,fake}``, ``test/{real,fake}``].
 
+    Each video's key is its path relative to ``root`` (``real/clip0.mp4``), so the same file name
+    may appear under ``real/`` and ``fake/`` or in two split folders.
+
+    Args:
+        root: the dataset folder.
+        group_by: ``path``: each video is a group of its own; ``stem``: videos whose file names
+            share a stem (``real/clip0.mp4`` and ``fake/clip0.mp4``) form one group, kept in one
+            split (the same stem in two split folders is then leakage).
+
     Raises:
-        DatasetLayoutError: ``root`` lacks ``real/`` or ``fake/``, or a folder holds no video.
+        DatasetLayoutError: ``root`` lacks ``real/`` or ``fake/``, or a folder other than the
+            training ``fake/`` holds no video.
+        ValueError: ``group_by`` is not one of :data:`GROUP_BY`.
     """
+    if group_by not in GROUP_BY:
+        raise ValueError(f"group_by: {group_by!r} is not one of {', '.join(GROUP_BY)}")
     root = Path(root).resolve()
     if not root.is_dir():
         raise DatasetLayoutError(f"{root}: dataset folder does not exist")
@@ -94,9 +118,12 @@ def scan_folder(root: str | Path) -> list[VideoItem]:
             if not ok:
                 raise DatasetLayoutError(f"{folder}/: missing (its sibling {base / ('fake' if lab == 'real' else 'real')}/ exists)")
             videos = _videos_in(folder)
-            if not videos:
+            if not videos and (prefix or lab == "real"):  # training fakes may come from data.self_blend
                 raise DatasetLayoutError(f"{folder}/: holds no video ({', '.join(VIDEO_EXTENSIONS)})")
-            items += [VideoItem(str(p), LABELS[lab], split or "", p.stem) for p in videos]
+            for p in videos:
+                key = p.relative_to(root).as_posix()
+                items.append(VideoItem(str(p), LABELS[lab], split, key if group_by == "path" else p.stem,
+                                       key=key))
     if any(it.split for it in items):  # explicit val/test folders: the top level is training data
         items = [it if it.split else replace(it, split="train") for it in items]
     return items
@@ -105,37 +132,39 @@ def scan_folder(root: str | Path) -> list[VideoItem]:
 def read_manifest(manifest: str | Path) -> list[VideoItem]:
     """Read a CSV manifest ``path,label[,split,group,method,dataset,mask]``.
 
-    Relative ``path`` and ``mask`` values are relative to the manifest's folder; ``mask`` (a
-    video, white where a fake was forged) is read for fakes only.
+    Relative ``path`` and ``mask`` values are relative to the manifest's folder (``\\`` separators
+    are read as ``/``); ``mask`` (a video, white where a fake was forged) is read for fakes only.
+    A video's key is its path relative to the manifest's folder (absolute when outside it); an
+    empty ``group`` makes the video a group of its own. The file may start with a UTF-8
+    byte-order mark and end its lines with CRLF.
 
     Raises:
-        DatasetLayoutError: missing file or column, or a bad label/split value (names the row).
+        DatasetLayoutError: missing or non-UTF-8 file, missing column, an empty path, or a bad
+            label/split value (names the line).
     """
     manifest = Path(manifest).resolve()
-    if not manifest.is_file():
-        raise DatasetLayoutError(f"{manifest}: manifest file does not exist")
+    folder = manifest.parent
+    _, rows = read_csv(manifest, "manifest", ("path", "label"), missing="manifest file does not exist")
     items: list[VideoItem] = []
-    with manifest.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        cols = set(reader.fieldnames or [])
-        if not {"path", "label"} <= cols:
-            raise DatasetLayoutError(f"{manifest}: header must start with path,label (found {sorted(cols)})")
-        for line, row in enumerate(reader, start=2):
-            label = LABELS.get(str(row["label"]).strip().lower())
-            if label is None:
-                raise DatasetLayoutError(f"{manifest}:{line}: label {row['label']!r} is not real/fake/0/1")
-            split = (row.get("split") or "").strip().lower()
-            if split and split not in SPLITS:
-                raise DatasetLayoutError(f"{manifest}:{line}: split {split!r} is not one of {SPLITS}")
-            path = Path(row["path"].strip())
-            path = path if path.is_absolute() else manifest.parent / path
-            group = (row.get("group") or "").strip() or path.stem
-            method = (row.get("method") or "").strip() if label else ""
-            dataset = (row.get("dataset") or "").strip()
-            mask = (row.get("mask") or "").strip() if label else ""
-            if mask and not Path(mask).is_absolute():
-                mask = str(manifest.parent / mask)
-            items.append(VideoItem(str(path), label, split, group, method, dataset, mask=mask))
+    for row in rows:
+        line = row.line
+        label = LABELS.get(row.get("label").lower())
+        if label is None:
+            raise DatasetLayoutError(f"{manifest}:{line}: label {row.values['label']!r} is not real/fake/0/1")
+        split = row.get("split").lower()
+        if split and split not in SPLITS:
+            raise DatasetLayoutError(f"{manifest}:{line}: split {split!r} is not one of {SPLITS}")
+        if not row.get("path"):
+            raise DatasetLayoutError(f"{manifest}:{line}: empty path")
+        path = Path(os.path.normpath(folder / relative_path(row.get("path"))))
+        key = path.relative_to(folder).as_posix() if path.is_relative_to(folder) else path.as_posix()
+        group = row.get("group") or key
+        method = row.get("method") if label else ""
+        dataset = row.get("dataset")
+        mask = row.get("mask") if label else ""
+        if mask:
+            mask = os.path.normpath(folder / relative_path(mask))
+        items.append(VideoItem(str(path), label, split, group, method, dataset, key=key, mask=mask))
     if not items:
         raise DatasetLayoutError(f"{manifest}: manifest lists no video")
     return items

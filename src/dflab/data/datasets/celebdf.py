@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dflab.data.datasets.ffpp import resolve_under, video_folder, videos_in
-from dflab.data.datasets.files import read_text
 from dflab.data.datasets.groups import check_fractions, clusters, split_groups
 from dflab.data.datasets.registry import register_dataset
 from dflab.data.sources import DatasetLayoutError, VideoItem
+from dflab.data.textfiles import read_lines, relative_path
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +107,14 @@ def read_test_list(path: Path) -> list[str]:
         DatasetLayoutError: the file is missing, or a line is malformed or its label disagrees
             with its folder (names the line).
     """
-    lines = read_text(path, "Celeb-DF test list does not exist (it ships with the release as "
-                      "List_of_testing_videos.txt; set test_list to its path)", "test list").splitlines()
+    lines = read_lines(path, "test list", "Celeb-DF test list does not exist (it ships with the release "
+                       "as List_of_testing_videos.txt; set test_list to its path)")
     listed: dict[str, str] = {}
-    for number, line in enumerate(lines, start=1):
+    for number, line in lines:
         parts = line.split()
         if not parts:
             continue
-        name = parts[-1].replace("\\", "/") if len(parts) == 2 else ""
+        name = str(relative_path(parts[-1])) if len(parts) == 2 else ""
         folder = name.split("/")[0]
         if parts[0] not in ("0", "1") or folder not in FOLDERS or name.count("/") != 1:
             raise DatasetLayoutError(f"{path}:{number}: {line.strip()!r} is not '<label> <folder>/<file>' "

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dflab.data.datasets.ffpp import COMPRESSIONS, resolve_under, video_folder, warn_unlisted
-from dflab.data.datasets.files import read_text
 from dflab.data.datasets.registry import register_dataset
 from dflab.data.sources import SPLITS, VIDEO_EXTENSIONS, DatasetLayoutError, VideoItem
+from dflab.data.textfiles import read_lines, relative_path
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +100,11 @@ def read_split_list(path: Path) -> list[tuple[str, str, str]]:
     Raises:
         DatasetLayoutError: the file is missing or a line is not ``<target>_<source>[.mp4]``.
     """
-    lines = read_text(path, "DeeperForensics-1.0 split file does not exist (it ships in lists/splits/ "
-                      "of the release)", "split file").splitlines()
+    lines = read_lines(path, "split file", "DeeperForensics-1.0 split file does not exist (it ships in "
+                       "lists/splits/ of the release)")
     entries = []
-    for number, line in enumerate(lines, start=1):
-        name = Path(line.strip()).name
+    for number, line in lines:
+        name = relative_path(line).name
         if not name:
             continue
         stem = name[: -len(Path(name).suffix)] if Path(name).suffix.lower() in VIDEO_EXTENSIONS else name

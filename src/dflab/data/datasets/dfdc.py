@@ -21,7 +21,6 @@ DFDC Preview has an official train/test split; validation is carved out of train
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 from collections import Counter, defaultdict
@@ -29,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
-from dflab.data.datasets.files import read_json
 from dflab.data.datasets.registry import register_dataset
 from dflab.data.sources import DatasetLayoutError, VideoItem, unit_hash
+from dflab.data.textfiles import read_csv, read_json, relative_path
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ PREVIEW_METHODS = ("method_A", "method_B")
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
-    data = read_json(path, f"{what} does not exist", "JSON file")
+    data = read_json(path, "JSON file", f"{what} does not exist")
     if not isinstance(data, dict):
         raise DatasetLayoutError(f"{path}: expected a JSON object mapping video files to labels")
     return data
@@ -128,17 +127,15 @@ def _read_test_set(folder: Path) -> list[VideoItem]:
         raise DatasetLayoutError(f"{labels}: DFDC test-set labels do not exist (filename,label with 1 = "
                                  "fake); set use_test_set: false to ignore the folder")
     items = []
-    with labels.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not {"filename", "label"} <= set(reader.fieldnames or []):
-            raise DatasetLayoutError(f"{labels}: header must hold filename,label (found {reader.fieldnames})")
-        for line, row in enumerate(reader, start=2):
-            label = {"0": 0, "1": 1, "real": 0, "fake": 1}.get((row["label"] or "").strip().lower())
-            if label is None:
-                raise DatasetLayoutError(f"{labels}:{line}: label {row['label']!r} is not 0 (real) or 1 (fake)")
-            name = (row["filename"] or "").strip()
-            key = f"test/{PurePosixPath(name).stem}"
-            items.append(VideoItem(str(folder / name), label, "test", key, key=key))
+    for row in read_csv(labels, "DFDC test-set labels", ("filename", "label"))[1]:
+        label = {"0": 0, "1": 1, "real": 0, "fake": 1}.get(row.get("label").lower())
+        if label is None:
+            raise DatasetLayoutError(f"{labels}:{row.line}: label {row.values['label']!r} is not 0 (real) or 1 (fake)")
+        if not row.get("filename"):
+            raise DatasetLayoutError(f"{labels}:{row.line}: empty filename")
+        name = relative_path(row.get("filename"))
+        key = f"test/{name.with_suffix('')}"  # the file's path under the test folder
+        items.append(VideoItem(str(folder / name), label, "test", key, key=key))
     return items
 
 
@@ -177,7 +174,8 @@ def scan_dfdc(root: Path, options: DFDCOptions) -> list[VideoItem]:
             if label is None:
                 raise DatasetLayoutError(f"{meta}: entry {name!r} has no label REAL or FAKE ({info!r})")
             original = info.get("original") if label else None
-            entries.append((number, found[number] / name, label, original if isinstance(original, str) else ""))
+            original = str(relative_path(original)) if isinstance(original, str) and original.strip() else ""
+            entries.append((number, found[number] / relative_path(name), label, original))
 
     def cluster(path: Path, original: str) -> str:
         return PurePosixPath(original).stem if original else path.stem
@@ -203,6 +201,8 @@ def scan_dfdc(root: Path, options: DFDCOptions) -> list[VideoItem]:
         fold = int(unit_hash(group, options.seed) * options.folds)
         return "val" if fold == options.val_fold else "test" if fold == options.test_fold else "train"
 
+    # keys are file stems: DFDC names each video uniquely across the parts, and a fake's "original"
+    # names its real video by that file name alone (often in another part)
     items = []
     for _, path, label, original in entries:
         group = cluster(path, original)
@@ -290,7 +290,7 @@ def scan_dfdc_preview(root: Path, options: DFDCPreviewOptions) -> list[VideoItem
         official = str(info.get("set")).lower()
         if label is None or official not in ("train", "test"):
             raise DatasetLayoutError(f"{index}: entry {rel!r} needs label real/fake and set train/test ({info!r})")
-        path = PurePosixPath(rel)
+        path = relative_path(rel)
         method = path.parts[0] if label else ""
         if label and method not in options.methods:
             continue

@@ -24,9 +24,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dflab.data.datasets.files import read_json
 from dflab.data.datasets.registry import register_dataset
 from dflab.data.sources import SPLITS, VIDEO_EXTENSIONS, DatasetLayoutError, VideoItem
+from dflab.data.textfiles import read_json, relative_path
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def videos_in(folder: Path) -> list[Path]:
 
 def resolve_under(root: Path, path: str) -> Path:
     """``path`` with ``~`` expanded, relative to ``root`` unless absolute, resolved."""
-    return (root / Path(path).expanduser()).resolve()
+    return (root / Path(str(relative_path(path))).expanduser()).resolve()
 
 
 def read_pairs(path: Path) -> list[tuple[str, str]]:
@@ -124,8 +124,8 @@ def read_pairs(path: Path) -> list[tuple[str, str]]:
     Raises:
         DatasetLayoutError: the file is missing, not JSON, or not a list of id pairs.
     """
-    data = read_json(path, "FaceForensics++ split file does not exist (copy dataset/splits/*.json "
-                     "from https://github.com/ondyari/FaceForensics)", "JSON split file")
+    data = read_json(path, "JSON split file", "FaceForensics++ split file does not exist (copy "
+                     "dataset/splits/*.json from https://github.com/ondyari/FaceForensics)")
     if not isinstance(data, list):
         raise DatasetLayoutError(f"{path}: expected a JSON list of [target, source] pairs")
     pairs = []
