@@ -121,3 +121,25 @@ def test_resume_names_what_it_could_not_find(tmp_path):
 
     with pytest.raises(FileNotFoundError, match=r"--resume abc123: not a checkpoint file"):
         resume_point("abc123", tmp_path)
+
+
+@pytest.mark.slow
+def test_resume_uses_the_checkpoint_config_and_refuses_a_different_one(fast_overrides, tmp_path, capsys):
+    from dflab.cli.main import main
+
+    cfg = build_config({"name": "resumable"}, [*fast_overrides, "optim.lr=0.002"])
+    first = run_experiment(cfg, progress=False)
+    last = next(Path(cfg.logging.output_dir).glob(f"*/{first.run_id}/checkpoints/last.ckpt"))
+    # A different value of a key the run must keep is refused by name, before anything runs.
+    assert main(["train", "experiments/mesonet4_demo.yaml", "model.backbone=resnet10t", "--resume", str(last)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dflab ")]
+    assert len(err) == 1 and "model.backbone is 'resnet10t' here but 'meso4' in the checkpoint" in err[0]
+    # None of the original overrides (dataset, MLflow store, lr) need repeating.
+    assert main(["train", "experiments/mesonet4_demo.yaml", "trainer.max_epochs=2", "--resume", str(last)]) == 0
+    client = MlflowClient(cfg.logging.tracking_uri)
+    run = client.get_run(first.run_id)
+    assert run.info.status == "FINISHED" and run.data.params["optim.lr"] == "0.002"
+    history = client.get_metric_history(first.run_id, "val/video_auroc")
+    assert sorted(m.step for m in history) == sorted({m.step for m in history}) and len(history) == 2
+    best = client.get_metric_history(first.run_id, "best/val/video_auroc")
+    assert len({m.step for m in best}) == len(best) == 2  # one value per training segment, not repeated

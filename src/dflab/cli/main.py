@@ -19,8 +19,11 @@ def _train(args: argparse.Namespace) -> int:
     from dflab.config import load_config
 
     cfg = load_config(args.experiment, args.overrides)  # refused before the training stack loads
-    from dflab.training.train import run_experiment
+    from dflab.training.train import resumed_config, run_experiment
 
+    if args.resume:  # the checkpoint's own config, plus the overrides given now
+        cfg = resumed_config(args.resume, args.overrides, cfg.logging.output_dir)
+        logging.getLogger("dflab").info("resuming %s with the config stored in its checkpoint", args.resume)
     run_experiment(cfg, resume=args.resume)
     return 0
 
@@ -145,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("experiment")
     t.add_argument("overrides", nargs="*", metavar="key=value")
     t.add_argument("--resume", default=None, metavar="CKPT_OR_RUN_ID",
-                   help="continue a run from its checkpoint (optimizer, scheduler, MLflow run)")
+                   help="continue a run from its checkpoint (optimizer, scheduler, MLflow run) with the "
+                        "config stored in it; overrides may change only trainer.max_epochs, devices, "
+                        "threads, workers and the like")
     t.set_defaults(fn=_train)
 
     s = sub.add_parser("sweep", help="Optuna sweep logged to MLflow (adds trials to the study)")

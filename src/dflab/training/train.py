@@ -24,7 +24,7 @@ from pytorch_lightning.callbacks import (
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from dflab.config import ExperimentConfig, flatten, save_config, to_dict
+from dflab.config import ConfigError, ExperimentConfig, build_config, flatten, save_config, to_dict
 from dflab.data.datamodule import DeepfakeDataModule
 from dflab.models import create_model
 from dflab.models.checkpoint import read_checkpoint
@@ -76,6 +76,26 @@ def build_module(cfg: ExperimentConfig) -> DetectorModule:
     return DetectorModule(build_net(cfg), cfg.optim, config=to_dict(cfg), track_score=cfg.faces.track_score)
 
 
+RESUMABLE_KEYS = frozenset({
+    "trainer.max_epochs", "trainer.devices", "trainer.accelerator", "trainer.strategy", "trainer.num_threads",
+    "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.early_stopping_patience",
+    "data.num_workers", "faces.workers",
+})
+"""Config keys a resumed run may change; every other key stays what the checkpoint says."""
+
+
+def _resume_state(resume: str | Path, output_dir: str | Path) -> tuple[Path, dict[str, Any]]:
+    path = Path(resume)
+    if not path.is_file():
+        found = sorted(Path(output_dir).glob(f"*/{resume}/checkpoints/last.ckpt"))
+        if not found:
+            raise FileNotFoundError(
+                f"--resume {resume}: not a checkpoint file, and no {output_dir}/*/{resume}/"
+                "checkpoints/last.ckpt (give the .ckpt path, or the run id of a run trained here)")
+        path = found[0]
+    return path, read_checkpoint(path)  # refuses a crafted file before Lightning opens it
+
+
 def resume_point(resume: str | Path, output_dir: str | Path) -> tuple[Path, str | None]:
     """The checkpoint to resume from and the MLflow run it belongs to.
 
@@ -87,16 +107,43 @@ def resume_point(resume: str | Path, output_dir: str | Path) -> tuple[Path, str 
         FileNotFoundError: neither a checkpoint file nor a run with a ``last.ckpt`` (named).
         CheckpointError: the file is not a dflab checkpoint, or would run code when loaded.
     """
-    path = Path(resume)
-    if not path.is_file():
-        found = sorted(Path(output_dir).glob(f"*/{resume}/checkpoints/last.ckpt"))
-        if not found:
-            raise FileNotFoundError(
-                f"--resume {resume}: not a checkpoint file, and no {output_dir}/*/{resume}/"
-                "checkpoints/last.ckpt (give the .ckpt path, or the run id of a run trained here)")
-        path = found[0]
-    state = read_checkpoint(path)  # refuses a crafted file before Lightning opens it
+    path, state = _resume_state(resume, output_dir)
     return path, state.get("dflab_mlflow_run_id")
+
+
+def resumed_config(resume: str | Path, overrides: Sequence[str] = (), output_dir: str | Path = "outputs"
+                   ) -> ExperimentConfig:
+    """The experiment config stored in a checkpoint, with ``key=value`` overrides applied, so a
+    resumed run needs none of its original overrides repeated.
+
+    Raises:
+        ConfigError: an override changes a key a resumed run must keep (see :data:`RESUMABLE_KEYS`).
+    """
+    _, state = _resume_state(resume, output_dir)
+    cfg = build_config(state["dflab_config"], overrides)
+    check_resumable(cfg, state["dflab_config"], resume)
+    return cfg
+
+
+def check_resumable(cfg: ExperimentConfig, stored: Mapping[str, Any], resume: str | Path) -> None:
+    """Refuse, by key, a config that differs from the checkpoint's where a resumed run cannot.
+
+    Raises:
+        ConfigError: names the first differing key, both values and what may change.
+    """
+    old, new = flatten(to_dict(build_config(stored))), flatten(to_dict(cfg))
+    for key in sorted(new):
+        if key in RESUMABLE_KEYS or key not in old or _same(old[key], new[key]):
+            continue
+        raise ConfigError(f"--resume {resume}: {key} is {new[key]!r} here but {old[key]!r} in the checkpoint; "
+                          f"a resumed run keeps its config (only {', '.join(sorted(RESUMABLE_KEYS))} may "
+                          "change). Leave the key out to use the checkpoint's value, or start a new run")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -173,8 +220,13 @@ def run_experiment(
 
         return run_triplet(cfg, tags=tags, callbacks=callbacks, progress=progress,
                            model_summary=model_summary)
-    # A checkpoint to resume from is checked first: a crafted or wrong file stops here.
-    ckpt_path, resumed_run = resume_point(resume, cfg.logging.output_dir) if resume else (None, None)
+    # A checkpoint to resume from is checked first: a crafted or wrong file, or a config that
+    # differs from the checkpoint's where it must not, stops here.
+    ckpt_path, resumed_run = None, None
+    if resume:
+        ckpt_path, state = _resume_state(resume, cfg.logging.output_dir)
+        resumed_run = state.get("dflab_mlflow_run_id")
+        check_resumable(cfg, state["dflab_config"], resume)
     check_writable(cfg.logging, cfg.logging.output_dir)  # a read-only mlruns/ is said now, not after training
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     on_cpu = cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available()
@@ -242,7 +294,7 @@ def run_experiment(
         what = f"{cfg.logging.run_name or cfg.name} ({model_description(cfg.model, cfg.data, cfg.triplet)})"
         print(metrics_table(result.metrics, title=f"{what}: best checkpoint by {monitor}"))
         try:
-            _log_artifacts(cfg, logger, datamodule, checkpoint, curves, result)
+            _log_artifacts(cfg, logger, datamodule, checkpoint, curves, result, trainer.global_step)
         except (OSError, MlflowException) as err:
             logger.experiment.set_tag(logger.run_id, "dflab.error", f"{type(err).__name__}: {err}"[:5000])
             logger.experiment.set_terminated(logger.run_id, "FAILED")
@@ -255,13 +307,14 @@ def run_experiment(
 
 def _log_artifacts(cfg: ExperimentConfig, logger: MLFlowLogger, datamodule: DeepfakeDataModule,
                    checkpoint: ModelCheckpoint, curves: Mapping[str, tuple[Any, Any, Any]],
-                   result: RunResult) -> None:
+                   result: RunResult, step: int = 0) -> None:
     client, run_id = logger.experiment, logger.run_id
-    # Metrics of the selected checkpoint: validation under best/, test under test/.
-    client.log_metric(run_id, f"best/{cfg.monitor}", result.best_score)
+    # Metrics of the selected checkpoint: validation under best/, test under test/, at the
+    # run's last step (a resumed run adds its new values rather than repeating step 0).
+    client.log_metric(run_id, f"best/{cfg.monitor}", result.best_score, step=step)
     for key, value in result.metrics.items():
         if key != cfg.monitor:
-            client.log_metric(run_id, f"best/{key}" if key.startswith("val/") else key, value)
+            client.log_metric(run_id, f"best/{key}" if key.startswith("val/") else key, value, step=step)
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         client.log_artifact(run_id, str(save_config(cfg, tmpdir / "config.yaml")))
@@ -275,7 +328,7 @@ def _log_artifacts(cfg: ExperimentConfig, logger: MLFlowLogger, datamodule: Deep
             rows = breakdown(items, vids, probs, labels)
             if rows:
                 for key, value in breakdown_metrics(stage, rows).items():
-                    client.log_metric(run_id, key, value)
+                    client.log_metric(run_id, key, value, step=step)
                 client.log_artifact(run_id, str(write_breakdown(tmpdir / f"breakdown_{stage}.csv", stage, rows)),
                                     "reports")
                 print(breakdown_table(stage, rows))
