@@ -213,7 +213,7 @@ def _drop_advertisements(record: logging.LogRecord) -> bool:
 
 _USER_ERRORS: dict[str, str | tuple[str, ...]] = {
     "dflab.config.loader": "ConfigError",
-    "dflab.data.sources": "DatasetLayoutError",
+    "dflab.data.errors": "DatasetLayoutError",
     "dflab.models.checkpoint": "CheckpointError",
     "dflab.tracking.mlflow_utils": ("RunLookupError", "TrackingError"),
     "dflab.sweeps.sweep": "SweepFailedError",  # every trial failed; each error is on its MLflow run

@@ -6,13 +6,14 @@ Kept free of torch and Lightning so that ``dflab data check`` starts in a moment
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from dflab.config.schema import DataConfig
 from dflab.data.check import check_dataset
 from dflab.data.datasets import scan_dataset
 from dflab.data.sources import DatasetLayoutError, VideoItem, assign_splits, read_manifest
 
-__all__ = ["refuse_train_without_fakes", "resolve_items"]
+__all__ = ["dataset_roots", "refuse_train_without_fakes", "resolve_items"]
 
 
 def resolve_items(data: DataConfig, progress: bool = True, check: bool = True) -> list[VideoItem]:
@@ -56,3 +57,15 @@ def refuse_train_without_fakes(items: list[VideoItem], data: DataConfig) -> None
             f"{data.root}: the train split holds only real videos ({len(train)}) and no fake; add fake "
             "videos or turn on data.self_blend (data.self_blend=1.0 trains from real videos alone "
             "on self-blended pseudo-fakes)")
+
+
+def dataset_roots(data: DataConfig) -> dict[str, Path]:
+    """The folder of each dataset of a config, by the name its videos carry (``VideoItem.dataset``):
+    paths in reports are written relative to it. A manifest's folder stands for the manifest."""
+    named = [("demo" if data.source == "demo" else data.source, data.root)]
+    named += [(extra.name or extra.source, extra.root) for extra in data.extra_sources]
+    out = {}
+    for name, root in named:
+        folder = Path(root).expanduser().resolve()
+        out[name] = folder.parent if folder.is_file() else folder
+    return out

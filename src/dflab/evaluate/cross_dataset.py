@@ -23,6 +23,7 @@ import pytorch_lightning as pl
 from dflab.config import ExperimentConfig, load_config
 from dflab.config.schema import LoggingConfig
 from dflab.data.datamodule import DeepfakeDataModule
+from dflab.data.items import dataset_roots
 from dflab.training.breakdown import BreakdownRow, breakdown, breakdown_table, write_breakdown
 from dflab.training.module import DetectorModule
 from dflab.training.reports import plot_roc, write_predictions
@@ -212,9 +213,10 @@ def cross_dataset_evaluation(
     files = [write_results(out / "cross_dataset.csv", results)]
     files.append(plot_roc({name: (c[2].numpy(), c[3].numpy()) for name, c in curves.items()},
                           out / "cross_dataset_roc.png", title))
-    for r in results:
+    for r, target in zip(results, targets, strict=True):
         items, vids, probs, labels = curves[r.name]
-        files.append(write_predictions(out / f"predictions_{r.name}.csv", items, vids, probs, labels))
+        files.append(write_predictions(out / f"predictions_{r.name}.csv", items, vids, probs, labels,
+                                       dataset_roots(target.data)))
         if r.rows:
             files.append(write_breakdown(out / f"breakdown_{r.name}.csv", r.name, r.rows))
     if client is not None and run_id is not None:

@@ -94,8 +94,14 @@ def model_description(model: Any, data: Any, triplet: Any = None) -> str:
     return f"{what}, {frames}{data.image_size} px"
 
 
-def write_predictions(path: str | Path, items: Sequence[VideoItem], video_idx, probs, labels) -> Path:
-    """CSV ``path,label,fake_probability,dataset,method`` per video."""
+def write_predictions(path: str | Path, items: Sequence[VideoItem], video_idx, probs, labels,
+                      roots: Mapping[str, Path] | None = None) -> Path:
+    """CSV ``path,label,fake_probability,dataset,method`` per video.
+
+    ``path`` is relative to the video's dataset folder (``roots``, by dataset name; see
+    :func:`dflab.data.items.dataset_roots`), so the file reads the same on any machine; a video
+    outside its dataset's folder keeps its absolute path.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
@@ -103,5 +109,15 @@ def write_predictions(path: str | Path, items: Sequence[VideoItem], video_idx, p
         w.writerow(["path", "label", "fake_probability", "dataset", "method"])
         for v, p, y in zip(video_idx.tolist(), probs.tolist(), labels.tolist(), strict=True):
             it = items[v]
-            w.writerow([it.path, int(y), f"{p:.6f}", it.dataset, it.method])
+            w.writerow([_relative(it.path, (roots or {}).get(it.dataset)), int(y), f"{p:.6f}", it.dataset,
+                        it.method])
     return path
+
+
+def _relative(video: str, root: Path | None) -> str:
+    if root is None:
+        return video
+    try:
+        return Path(video).resolve().relative_to(root).as_posix()
+    except ValueError:
+        return video

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from dflab.config import ConfigError, ExperimentConfig, build_config, flatten, save_config, to_dict
 from dflab.data.datamodule import DeepfakeDataModule
+from dflab.data.items import dataset_roots
 from dflab.models import create_model
 from dflab.models.checkpoint import read_checkpoint
 from dflab.tracking.mlflow_utils import (
@@ -36,9 +38,11 @@ from dflab.tracking.mlflow_utils import (
     prepare_tracking,
 )
 from dflab.training.breakdown import breakdown, breakdown_metrics, breakdown_table, write_breakdown
+from dflab.training.epoch_log import EpochLines, interactive
 from dflab.training.freeze import BackboneFreeze
 from dflab.training.module import DetectorModule
 from dflab.training.reports import metrics_table, model_description, plot_roc, write_predictions
+from dflab.utils.quiet import quiet_known_warnings
 from dflab.utils.threads import set_training_threads
 
 log = logging.getLogger(__name__)
@@ -73,7 +77,10 @@ def build_net(cfg: ExperimentConfig) -> torch.nn.Module:
 
 def build_module(cfg: ExperimentConfig) -> DetectorModule:
     """The LightningModule for a config, with its network from :func:`build_net`."""
-    return DetectorModule(build_net(cfg), cfg.optim, config=to_dict(cfg), track_score=cfg.faces.track_score)
+    module = DetectorModule(build_net(cfg), cfg.optim, config=to_dict(cfg), track_score=cfg.faces.track_score)
+    size = cfg.data.image_size or 224
+    module.example_input_array = torch.zeros(1, cfg.data.frames_per_clip, 3, size, size)  # sizes and FLOPs in the summary
+    return module
 
 
 RESUMABLE_KEYS = frozenset({
@@ -189,6 +196,7 @@ def _mode(monitor: str) -> str:
     return "min" if monitor.endswith("loss") else "max"
 
 
+@quiet_known_warnings()
 def run_experiment(
     cfg: ExperimentConfig,
     *,
@@ -258,16 +266,18 @@ def run_experiment(
     checkpoint = ModelCheckpoint(monitor=monitor, mode=_mode(monitor), save_top_k=1, save_last=True,
                                  filename="best-epoch{epoch:02d}", auto_insert_metric_name=False)
     t = cfg.trainer
+    bars = progress and t.enable_progress_bar and interactive()
+    lines = [EpochLines(monitor)] if progress and not bars else []  # logs that are files, or no bar wanted
     trainer = pl.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
         precision=resolve_precision(t.precision, t.accelerator),  # type: ignore[arg-type]
         accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.gradient_clip_val, limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches, log_every_n_steps=t.log_every_n_steps,
-        deterministic=t.deterministic, enable_progress_bar=progress and t.enable_progress_bar,
+        deterministic=t.deterministic, enable_progress_bar=bars,
         num_sanity_val_steps=0, default_root_dir=cfg.logging.output_dir, logger=logger,
         callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch"), LogDatasetInputs(logger),
-                   *_extra_callbacks(cfg), *callbacks],
+                   *_extra_callbacks(cfg), *lines, *callbacks],
         enable_model_summary=progress and model_summary,
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -305,6 +315,25 @@ def run_experiment(
     return result
 
 
+def store_checkpoint(client: Any, run_id: str, path: Path) -> None:
+    """Log a checkpoint as an artifact of the run under ``checkpoints/``.
+
+    With a local artifact store on the same file system the artifact is a hard link to the file
+    training wrote, so the weights are on disk once; otherwise the file is uploaded (copied).
+    """
+    uri = client.get_run(run_id).info.artifact_uri
+    if uri.startswith("file://") or "://" not in uri:
+        target = Path(uri.removeprefix("file://")) / "checkpoints" / path.name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)
+            os.link(path, target)
+            return
+        except OSError:  # another file system, or links not allowed: copy instead
+            pass
+    client.log_artifact(run_id, str(path), "checkpoints")
+
+
 def _log_artifacts(cfg: ExperimentConfig, logger: MLFlowLogger, datamodule: DeepfakeDataModule,
                    checkpoint: ModelCheckpoint, curves: Mapping[str, tuple[Any, Any, Any]],
                    result: RunResult, step: int = 0) -> None:
@@ -322,8 +351,9 @@ def _log_artifacts(cfg: ExperimentConfig, logger: MLFlowLogger, datamodule: Deep
         probs_by_stage = {}
         for stage, (vids, probs, labels) in curves.items():
             items = datamodule.split_items[stage]
-            client.log_artifact(run_id, str(write_predictions(tmpdir / f"predictions_{stage}.csv",
-                                                              items, vids, probs, labels)), "predictions")
+            client.log_artifact(run_id, str(write_predictions(tmpdir / f"predictions_{stage}.csv", items, vids,
+                                                              probs, labels, dataset_roots(cfg.data))),
+                                "predictions")
             probs_by_stage[f"{stage} (video)"] = (probs.numpy(), labels.numpy())
             rows = breakdown(items, vids, probs, labels)
             if rows:
@@ -336,7 +366,7 @@ def _log_artifacts(cfg: ExperimentConfig, logger: MLFlowLogger, datamodule: Deep
             title = f"{cfg.logging.run_name or cfg.name}: {model_description(cfg.model, cfg.data, cfg.triplet)}"
             client.log_artifact(run_id, str(plot_roc(probs_by_stage, tmpdir / "roc.png", title)), "plots")
     if cfg.logging.log_checkpoint and result.best_checkpoint:
-        client.log_artifact(run_id, result.best_checkpoint, "checkpoints")
+        store_checkpoint(client, str(run_id), Path(result.best_checkpoint))
     if datamodule.excluded:
         log.warning("%d videos left out (see data_report.json): %s", len(datamodule.excluded),
                     "; ".join(e["reason"] for e in datamodule.excluded[:5]))
