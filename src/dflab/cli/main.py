@@ -145,8 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train one experiment (YAML + key=value overrides)")
-    t.add_argument("experiment")
-    t.add_argument("overrides", nargs="*", metavar="key=value")
+    t.add_argument("experiment", help="experiment YAML file (e.g. experiments/mesonet4_demo.yaml)")
+    t.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides (trainer.max_epochs=3 data.root=/data/ffpp); unknown keys are refused")
     t.add_argument("--resume", default=None, metavar="CKPT_OR_RUN_ID",
                    help="continue a run from its checkpoint (optimizer, scheduler, MLflow run) with the "
                         "config stored in it; overrides may change only trainer.max_epochs, devices, "
@@ -154,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=_train)
 
     s = sub.add_parser("sweep", help="Optuna sweep logged to MLflow (adds trials to the study)")
-    s.add_argument("sweep")
+    s.add_argument("sweep", help="sweep YAML file: base experiment, Optuna study and search space (sweeps/demo.yaml)")
     s.add_argument("overrides", nargs="*", metavar="key=value",
                    help="sweep keys (n_trials=4) or experiment keys (trainer.max_epochs=2)")
     s.add_argument("--n-trials", type=int, default=None, help="trials to add (default: the sweep's n_trials)")
@@ -162,14 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="export a checkpoint to ONNX and torch.export with a parity check")
     e.add_argument("--run-id", default=None, help="MLflow run (default: best trial of the latest sweep)")
-    e.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db")
-    e.add_argument("--out-dir", default="outputs/export")
+    e.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db", help="MLflow tracking URI of the run")
+    e.add_argument("--out-dir", default="outputs/export", help="folder for model.onnx, model.pt2, export.json")
     e.add_argument("--atol", type=float, default=1e-4, help="largest allowed |difference| of scores")
     e.set_defaults(fn=_export)
 
     f = sub.add_parser("faces", help="detect faces once for an experiment's dataset (cached)")
-    f.add_argument("experiment")
-    f.add_argument("overrides", nargs="*", metavar="key=value")
+    f.add_argument("experiment", help="experiment YAML file whose dataset and face settings are used")
+    f.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, as for train")
     f.set_defaults(fn=_faces)
 
     v = sub.add_parser("evaluate", help="score a checkpoint (or an ensemble) on the test split of several datasets")
@@ -180,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a local .ckpt instead of an MLflow run; repeat for an ensemble")
     v.add_argument("--combine", choices=("mean_logit", "mean_prob"), default="mean_logit",
                    help="how an ensemble combines its members' scores")
-    v.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db")
+    v.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db", help="MLflow tracking URI of the runs")
     v.add_argument("--set", action="append", metavar="key=value",
                    help="override applied to every dataset config (repeatable)")
     v.set_defaults(fn=_evaluate)
@@ -189,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = data.add_subparsers(dest="data_command", required=True)
     c = dsub.add_parser("check", help="counts, missing/empty/unreadable videos, duplicates, leakage")
     c.add_argument("config", help="experiment YAML (or a YAML holding just a data: section)")
-    c.add_argument("overrides", nargs="*", metavar="key=value")
+    c.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, as for train")
     c.add_argument("--no-probe", action="store_true", help="do not open the videos (faster)")
     c.add_argument("--deep", action="store_true",
                    help="decode every frame: list damaged videos with their frame ranges and check "
@@ -200,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(fn=_data_list)
 
     d = sub.add_parser("demo", help="generate the built-in demo dataset")
-    d.add_argument("--root", default="data/demo")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--root", default="data/demo", help="folder to write the demo dataset to")
+    d.add_argument("--seed", type=int, default=0, help="seed of the generated dataset")
     d.set_defaults(fn=_demo)
     return p
 
