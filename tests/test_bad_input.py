@@ -162,3 +162,12 @@ def test_artifacts_that_cannot_be_stored_fail_the_run_and_keep_the_checkpoint(tm
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert [r.info.status for r in runs] == ["FAILED"]
     assert "dflab.error" in runs[0].data.tags
+
+
+def test_a_sweep_over_a_refused_dataset_starts_no_trial(tmp_path, capsys):
+    path = _sweep(tmp_path, f"overrides: [data.source=folder, data.root={tmp_path}/missing, "
+                            f"'logging.tracking_uri=sqlite:///{tmp_path}/mlflow.db']\n"
+                            "params:\n  optim.lr: {low: 1.0e-4, high: 1.0e-2, log: true}\n")
+    code, err = _run(capsys, "sweep", str(path))
+    assert code == 2 and len(err) == 1 and "missing" in err[0]
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()

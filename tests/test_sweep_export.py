@@ -52,7 +52,11 @@ def test_sweep_resumes_study_logs_children_and_exports_best(sweep_file, tmp_path
     assert len(children) == 2
     keys = [set(c.data.params) for c in children]
     assert keys[0] == keys[1] and {"optim.lr", "model.backbone", "trainer.max_epochs"} <= keys[0]
+    assert parent.info.status == "FINISHED"
+    assert all("error" not in t.user_attrs for t in study.trials)
     for child in children:
+        assert child.info.status == "FINISHED" and child.data.tags["optuna.state"] == "COMPLETE"
+        assert "dflab.error" not in child.data.tags
         assert "val/video_auroc" in child.data.metrics
         assert "checkpoints" in {a.path for a in client.list_artifacts(child.info.run_id)}
     best_run = parent.data.tags["best_run_id"]
