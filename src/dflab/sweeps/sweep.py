@@ -37,6 +37,7 @@ from dflab.tracking.mlflow_utils import check_writable, ensure_experiment
 from dflab.tracking.mlflow_utils import client as mlflow_client
 from dflab.training.module import NonFiniteLossError
 from dflab.training.train import run_experiment
+from dflab.utils.quiet import quiet_known_warnings
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class OptunaPruning(Callback):
                                      f"({self.monitor}={float(value):.4f})")
 
 
+@quiet_known_warnings()
 def _storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ KNOWN_NOISE: tuple[tuple[str, str], ...] = (
     # dflab logs epoch metrics, which do not depend on it.
     (r"The number of training batches .* is smaller than the logging interval", "epoch metrics are logged anyway"),
     # Optuna marks its heartbeat (used to fail trials of killed workers) as experimental.
-    (r".*heartbeat.* is experimental", "Optuna's heartbeat is what fails killed trials"),
+    (r"Argument ``heartbeat_interval`` is an experimental feature", "Optuna's heartbeat fails killed trials"),
     (r"Checkpoint directory .* exists and is not empty", "a resumed run writes into its own folder"),
 )
 
