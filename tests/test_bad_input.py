@@ -30,10 +30,21 @@ def _run(capsys, *argv: str) -> tuple[int, list[str]]:
     ("faces.margin=0", "faces.margin: must be > 0"),
     ("model.backbone=resnet10", "model.backbone: unknown model 'resnet10' (did you mean resnet10t"),
     ("model.backbone=mesonet4", "did you mean meso4"),
+    ("seed=-1", "seed: must be in [0, 4294967295], got -1"),
+    ("optim.lr=.inf", "optim.lr: must be a finite number, got inf"),
+    ("optim.weight_decay=1e400", "optim.weight_decay: must be a finite number"),
+    ("trainer.precision=bogus", "trainer.precision: 'bogus' is not one of"),
+    ("trainer.accelerator=tpuz", "trainer.accelerator: 'tpuz' is not one of"),
+    ("data.options={a:", "override data.options={a:: the value is not valid YAML"),
+    ("logging.tracking_uri=bogus://x", "logging.tracking_uri: 'bogus://x' is not a tracking URI"),
+    ("logging.tracking_uri=http://127.0.0.1:9", "logging.tracking_uri: the MLflow tracking server at"),
+    ("data.image_size=1000000000", "data.image_size: must be in (0, 4096]"),
+    ("trainer.strategy=dpp", "trainer.strategy: 'dpp' is not a Lightning strategy (did you mean ddp"),
 ])
 def test_invalid_values_are_refused_by_key(capsys, override: str, message: str) -> None:
     code, err = _run(capsys, "train", EXPERIMENT, override)
-    assert code == 2 and len(err) == 1 and message in err[0] and EXPERIMENT in err[0]
+    assert code == 2 and len(err) == 1 and message in err[0]
+    assert EXPERIMENT in err[0] or override.startswith(("logging.tracking_uri=http", "trainer.strategy"))
 
 
 def test_config_errors_come_before_the_training_stack_loads() -> None:
@@ -61,6 +72,16 @@ def _sweep(tmp_path: Path, body: str, name: str = "sweep.yaml") -> Path:
     ("params:\n  data.augment: {choices: [none, heavy]}\n", "params.data.augment: choice 'heavy': 'heavy' is not one of"),
     ("params:\n  optim.lr: {low: 0.0, high: 1.0e-2, log: true}\n", "a log range needs low > 0"),
     ("params: {}\n", "params: the search space is empty"),
+    ("params:\n  data.extra_sources: {choices: [[], [{source: folder}]]}\n", "is not a number, string, boolean or null"),
+    ("params:\n  data.batch_size: {low: 8, high: 32, step: 0.5}\n", "params.data.batch_size.step: data.batch_size is a whole number"),
+    ("params:\n  optim.lr: {low: 1.0e-4, high: .inf}\n", "params.optim.lr.high: must be a finite number"),
+    ("params:\n  data.source: {choices: [demo, bogus]}\n", "params.data.source: choice 'bogus': 'bogus' is not one of"),
+    ("params:\n  faces.detector: {choices: [blazeface, nope]}\n", "params.faces.detector: choice 'nope'"),
+    ("params:\n  monitor: {choices: [val/loss, val/acc]}\n", "params.monitor: choice 'val/acc'"),
+    ("params:\n  seed: {low: -5, high: 5}\n", "params.seed: low: must be in [0, 4294967295], got -5"),
+    ("params:\n  1: {low: 1, high: 2}\n", "params: key 1 is not a config key name"),
+    ("n_trials: -3\nparams:\n  optim.lr: {low: 1.0e-4, high: 1.0e-2}\n", "n_trials: must be >= 1"),
+    ("timeout_min: -1\nparams:\n  optim.lr: {low: 1.0e-4, high: 1.0e-2}\n", "timeout_min: must be > 0"),
     ("params:\n  optim.lr: {low: 1.0e-4, high: 1.0e-2\n  x: 1\n", "sweep.yaml:5:4: not valid YAML"),
 ])
 def test_sweep_files_are_checked_before_any_trial(tmp_path: Path, capsys, params: str, message: str) -> None:
@@ -171,3 +192,46 @@ def test_a_sweep_over_a_refused_dataset_starts_no_trial(tmp_path, capsys):
     code, err = _run(capsys, "sweep", str(path))
     assert code == 2 and len(err) == 1 and "missing" in err[0]
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1: 2\n", "config key 1 is not a name (YAML read it as int)"),
+    ("yes: 1\n", "config key True is not a name (YAML read it as bool)"),
+    ("data: {1: x}\n", "config key data.1 is not a name"),
+])
+def test_yaml_keys_that_are_not_names_are_refused(tmp_path: Path, capsys, text: str, message: str) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_text(text)
+    code, err = _run(capsys, "train", str(path))
+    assert code == 2 and len(err) == 1 and message in err[0]
+
+
+def test_an_empty_section_keeps_its_defaults(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "empty_faces.yaml"
+    path.write_text("faces:\n")
+    code, err = _run(capsys, "train", str(path), "faces.workers=-1")  # the override lands in the section
+    assert code == 2 and "faces.workers: must be >= 0, got -1" in err[0]
+
+
+def test_a_cache_folder_that_cannot_be_written_is_said_before_training(tmp_path, fast_overrides, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    code, err = _run(capsys, "train", EXPERIMENT, *fast_overrides, f"faces.cache_dir={blocker}/faces")
+    assert code == 2 and len(err) == 1 and "faces.cache_dir: cannot write" in err[0]
+
+
+def test_command_line_values_are_checked(tmp_path: Path, capsys) -> None:
+    for argv in (["demo", "--seed", "-1"], ["export", "--atol", "-1"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+    assert "a seed is 0 to 4294967295" in capsys.readouterr().err
+    code, err = _run(capsys, "train", EXPERIMENT, "--resume", "")
+    assert code == 2 and "--resume: give a checkpoint file or the MLflow run id" in err[0]
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: a\nseed: 1\nname: b\n")
+    code, err = _run(capsys, "train", str(path))
+    assert code == 2 and f"{path}:3:1: not valid YAML: key 'name' is given twice" in err[0]

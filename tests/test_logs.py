@@ -23,7 +23,7 @@ def test_a_run_logged_to_a_file_reads_well(fast_overrides, small_manifest, tmp_p
     out, err = proc.stdout, proc.stderr
     epochs = [line for line in out.splitlines() if line.startswith("epoch ")]
     assert [line.split()[1] for line in epochs] == ["1/2", "2/2"], out[-2000:]
-    assert all(re.search(r"val/loss [\d.]+ .*val/video_auroc [\d.]+", line) for line in epochs)
+    assert all(re.search(r"train/loss [\d.]+ .*val/loss [\d.]+ .*val/video_auroc [\d.]+ .*lr (?!0 )[\d.e+-]+  [\d.]+ s", line) for line in epochs)
     assert "ETA" in epochs[0] and "\r" not in out  # no progress bar written into the file
     for noise in ("LeafSpec", "smaller than the logging interval", "exists and is not empty"):
         assert noise not in err

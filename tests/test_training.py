@@ -134,6 +134,15 @@ def test_resume_uses_the_checkpoint_config_and_refuses_a_different_one(fast_over
     assert main(["train", "experiments/mesonet4_demo.yaml", "model.backbone=resnet10t", "--resume", str(last)]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dflab ")]
     assert len(err) == 1 and "model.backbone is 'resnet10t' here but 'meso4' in the checkpoint" in err[0]
+    # Weights that do not fit the model are refused before the finished run is touched.
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    state["state_dict"] = {"net.nothing": torch.zeros(1)}
+    torch.save(state, tmp_path / "bad_weights.ckpt")
+    assert main(["train", "experiments/mesonet4_demo.yaml", "--resume", str(tmp_path / "bad_weights.ckpt")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dflab ")]
+    assert len(err) == 1 and "bad_weights.ckpt: its weights do not fit" in err[0]
+    untouched = MlflowClient(cfg.logging.tracking_uri).get_run(first.run_id)
+    assert untouched.info.status == "FINISHED" and "dflab.resumed_from" not in untouched.data.tags
     # None of the original overrides (dataset, MLflow store, lr) need repeating.
     assert main(["train", "experiments/mesonet4_demo.yaml", "trainer.max_epochs=2", "--resume", str(last)]) == 0
     client = MlflowClient(cfg.logging.tracking_uri)

@@ -51,12 +51,16 @@ def test_a_crafted_checkpoint_is_refused_and_its_payload_never_runs(crafted) -> 
 @pytest.mark.parametrize("content, message", [
     (b"", "not a PyTorch checkpoint"),
     (b"name: not a checkpoint\n", "not a PyTorch checkpoint"),
+    (b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n", "not a PyTorch checkpoint"),
+    ("config-text", "not a dflab checkpoint"),
     (None, "not a dflab checkpoint"),
 ])
 def test_files_that_are_not_checkpoints_are_named(tmp_path: Path, content, message) -> None:
     path = tmp_path / "model.ckpt"
     if content is None:
         torch.save({"weights": torch.zeros(2)}, path)
+    elif content == "config-text":  # shaped like a dflab checkpoint, but its config is a string
+        torch.save({"state_dict": {}, "dflab_config": "garbage"}, path)
     else:
         path.write_bytes(content)
     with pytest.raises(CheckpointError, match=rf"model\.ckpt: {message}"):

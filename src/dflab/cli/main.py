@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ def _train(args: argparse.Namespace) -> int:
     cfg = load_config(args.experiment, args.overrides)  # refused before the training stack loads
     from dflab.training.train import resumed_config, run_experiment
 
-    if args.resume:  # the checkpoint's own config, plus the overrides given now
+    if args.resume is not None:  # the checkpoint's own config, plus the overrides given now
         cfg = resumed_config(args.resume, args.overrides, cfg.logging.output_dir)
         logging.getLogger("dflab").info("resuming %s with the config stored in its checkpoint", args.resume)
     run_experiment(cfg, resume=args.resume)
@@ -137,6 +138,20 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"a seed is 0 to 4294967295, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dflab", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -165,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run-id", default=None, help="MLflow run (default: best trial of the latest sweep)")
     e.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db", help="MLflow tracking URI of the run")
     e.add_argument("--out-dir", default="outputs/export", help="folder for model.onnx, model.pt2, export.json")
-    e.add_argument("--atol", type=float, default=1e-4, help="largest allowed |difference| of scores")
+    e.add_argument("--atol", type=_non_negative, default=1e-4, help="largest allowed |difference| of scores")
     e.set_defaults(fn=_export)
 
     f = sub.add_parser("faces", help="detect faces once for an experiment's dataset (cached)")
@@ -202,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="generate the built-in demo dataset")
     d.add_argument("--root", default="data/demo", help="folder to write the demo dataset to")
-    d.add_argument("--seed", type=int, default=0, help="seed of the generated dataset")
+    d.add_argument("--seed", type=_seed, default=0, help="seed of the generated dataset (0 to 2**32-1)")
     d.set_defaults(fn=_demo)
     return p
 
@@ -217,6 +232,7 @@ _USER_ERRORS: dict[str, str | tuple[str, ...]] = {
     "dflab.data.errors": "DatasetLayoutError",
     "dflab.models.checkpoint": "CheckpointError",
     "dflab.tracking.mlflow_utils": ("RunLookupError", "TrackingError"),
+    "dflab.training.module": "NonFiniteLossError",  # the message names optim.lr
     "dflab.sweeps.sweep": "SweepFailedError",  # every trial failed; each error is on its MLflow run
 }
 
@@ -242,5 +258,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_errors() as err:
         if debug:
             raise
-        print(f"dflab {args.command}: error: {err}", file=sys.stderr)
+        command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
+        print(f"dflab {command}: error: {err}", file=sys.stderr)
         return 2

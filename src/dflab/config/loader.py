@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -20,7 +21,13 @@ from dflab.config.schema import ExperimentConfig
 
 T = TypeVar("T")
 
+TRACKING_SCHEMES = ("sqlite:///", "file://", "http://", "https://", "postgresql", "mysql", "mssql", "databricks")
+"""Tracking URIs MLflow serves."""
+
 CHOICES: dict[str, tuple[str, ...]] = {
+    "trainer.precision": ("auto", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true",
+                          "bf16-true", "64-true", "64", "transformer-engine"),
+    "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
     "data.augment": ("none", "light", "strong"),
     "faces.crop": ("box", "aligned"),
     "faces.track_score": ("max", "mean", "main"),
@@ -52,6 +59,10 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "trainer.limit_train_batches": (0.0, float("inf"), "()"),
     "trainer.limit_val_batches": (0.0, float("inf"), "()"),
     "trainer.log_every_n_steps": (1.0, float("inf"), "[)"),
+    "seed": (0.0, 2.0**32 - 1, "[]"),  # what NumPy and PyTorch accept as a seed
+    "data.demo_seed": (0.0, 2.0**32 - 1, "[]"),
+    "data.split_seed": (0.0, 2.0**32 - 1, "[]"),
+    "data.image_size": (0.0, 4096.0, "(]"),
 }
 """Allowed ranges of numeric keys (besides :data:`POSITIVE` and the keys that must be >= 0)."""
 
@@ -87,6 +98,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
     if dataclasses.is_dataclass(tp):
+        if value is None:  # an empty section (``faces:``) keeps its defaults
+            value = {}
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping of settings, got {type(value).__name__} {value!r}")
         return _build(typing.cast(type, tp), value, prefix=f"{key}.")
@@ -126,6 +139,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 def _build(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     fields = _fields(cls)
+    for k in data:
+        if not isinstance(k, str):  # YAML reads 1: and yes: as a number and a boolean
+            raise ConfigError(f"config key {prefix}{k!r} is not a name (YAML read it as "
+                              f"{type(k).__name__}); keys are names such as {prefix}{next(iter(fields))}")
     unknown = [k for k in data if k not in fields]
     if unknown:
         k = unknown[0]
@@ -194,7 +211,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     tp = field_type(key)
     if dataclasses.is_dataclass(tp):
         raise ConfigError(f"override {key!r} names a whole section; set one of its keys instead")
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"override {key}={raw}: the value is not valid YAML ({problem})") from None
     accepts_str = tp is str or (typing.get_origin(tp) in (typing.Union, types.UnionType)
                                 and str in typing.get_args(tp))
     if accepts_str and not (value is None and raw.strip().lower() in ("null", "none", "~")):
@@ -205,8 +226,12 @@ def parse_override(text: str) -> tuple[str, Any]:
 def _set(data: dict[str, Any], key: str, value: Any) -> None:
     node = data
     parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
+    for i, part in enumerate(parts[:-1]):
+        if node.get(part) is None:  # a missing or empty (``faces:``) section
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key!r}: {'.'.join(parts[:i + 1])} is a value, not a section")
     node[parts[-1]] = value
 
 
@@ -222,6 +247,8 @@ def check_value(key: str, value: Any) -> None:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(CHOICES[key])}")
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: must be a finite number, got {value!r}")
     if key in POSITIVE and not value > 0:
         raise ConfigError(f"{key}: must be > 0, got {value!r}")
     if key in NON_NEGATIVE and not value >= 0:
@@ -231,11 +258,15 @@ def check_value(key: str, value: Any) -> None:
         above = value >= low if bounds[0] == "[" else value > low
         below = value <= high if bounds[1] == "]" else value < high
         if not (above and below):
-            shown = f"{bounds[0]}{low:g}, {high:g}{bounds[1]}" if high != float("inf") else None
-            text = f"in {shown}" if shown else f"{'>=' if bounds[0] == '[' else '>'} {low:g}"
+            shown = f"{bounds[0]}{_num(low)}, {_num(high)}{bounds[1]}" if high != float("inf") else None
+            text = f"in {shown}" if shown else f"{'>=' if bounds[0] == '[' else '>'} {_num(low)}"
             raise ConfigError(f"{key}: must be {text}, got {value!r}")
     if key.startswith("trainer.limit_") and value > 1 and value != int(value):
         raise ConfigError(f"{key}: a fraction of the batches in (0, 1] or a whole number of batches, got {value!r}")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if x == int(x) else f"{x:g}"
 
 
 def check_backbone(name: str) -> None:
@@ -275,8 +306,8 @@ def _validate(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"{key}.source: {extra.source!r} is not one of {', '.join(valid)}")
         if not extra.root:
             raise ConfigError(f"{key}.root: give the dataset's root folder")
-        if extra.weight <= 0:
-            raise ConfigError(f"{key}.weight: must be > 0, got {extra.weight!r}")
+        if not (math.isfinite(extra.weight) and extra.weight > 0):
+            raise ConfigError(f"{key}.weight: must be a finite number > 0, got {extra.weight!r}")
         build_options(extra.source, extra.options, prefix=f"{key}.options.")
         names.append(extra.name or extra.source)
     if len(set(names)) != len(names):
@@ -287,6 +318,13 @@ def _validate(cfg: ExperimentConfig) -> None:
     if cfg.monitor not in ("val/video_auroc", "val/frame_auroc", "val/video_ap", "val/loss"):
         raise ConfigError(f"monitor: {cfg.monitor!r} is not a validation metric dflab logs "
                           "(val/video_auroc, val/frame_auroc, val/video_ap, val/loss)")
+    if cfg.data.val_fraction + cfg.data.test_fraction >= 1.0:
+        raise ConfigError(f"data.val_fraction + data.test_fraction: must leave videos to train on, got "
+                          f"{cfg.data.val_fraction} + {cfg.data.test_fraction}")
+    uri = cfg.logging.tracking_uri
+    if not uri.startswith(TRACKING_SCHEMES) and "://" in uri:
+        raise ConfigError(f"logging.tracking_uri: {uri!r} is not a tracking URI MLflow serves "
+                          f"({', '.join(TRACKING_SCHEMES)}, or a local folder)")
     check_backbone(cfg.model.backbone)  # last: it imports timm (and torch)
 
 
@@ -332,6 +370,22 @@ def build_config(data: Mapping[str, Any] | None = None, overrides: Iterable[str]
     return cfg
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # an unhashable key fails in PyYAML's own construction
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path, what: str = "experiment") -> Any:
     """Parse a YAML file safely (plain data only, no Python objects).
 
@@ -349,7 +403,11 @@ def read_yaml(path: str | Path, what: str = "experiment") -> Any:
         line = raw[: err.start].count(b"\n") + 1
         raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); save the file as UTF-8") from None
     try:
-        return yaml.safe_load(text)
+        loader = _StrictLoader(text)  # a SafeLoader: plain data only, nothing constructed or run
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +52,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: refused: loading it would call or build {found.group(1)}, "
                               "beyond weights and plain data; dflab loads checkpoints with "
                               "torch.load(weights_only=True)") from None
-    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as err:
-        detail = str(err).split(". ")[0].strip() or type(err).__name__
+    except Exception as err:  # torch.load meets garbage in many ways (IndexError, KeyError, ...)
+        detail = str(err).split(". ")[0].strip()
+        detail = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({detail[:160]})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "dflab_config" not in ckpt:
         raise CheckpointError(f"{path}: not a dflab checkpoint (no state_dict and dflab_config entries)")
+    if not isinstance(ckpt["dflab_config"], dict) or not isinstance(ckpt["state_dict"], dict):
+        raise CheckpointError(f"{path}: not a dflab checkpoint (its dflab_config or state_dict is not a mapping)")
     return ckpt

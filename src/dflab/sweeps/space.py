@@ -15,6 +15,9 @@ keys are checked the same way as an experiment's.
 
 from __future__ import annotations
 
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +27,9 @@ import yaml
 from dflab.config.loader import (
     ConfigError,
     _build,
-    _coerce,
     _set,
-    check_backbone,
-    check_value,
     field_type,
+    load_config,
     parse_override,
     read_yaml,
 )
@@ -81,7 +82,7 @@ class SweepConfig:
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
 
 
-def _candidates(key: str, spec: dict[str, Any]) -> list[tuple[str, Any]]:
+def _candidates(spec: dict[str, Any]) -> list[tuple[str, Any]]:
     """The values of one parameter whose checks cover everything it can sample: every choice,
     or both ends of a range (the checks are ranges, so the ends decide)."""
     if "choices" in spec:
@@ -89,7 +90,16 @@ def _candidates(key: str, spec: dict[str, Any]) -> list[tuple[str, Any]]:
     return [("low", spec["low"]), ("high", spec["high"])]
 
 
-def _check_param(key: str, spec: Any) -> None:
+def _is_int_key(key: str) -> bool:
+    tp = field_type(key)
+    return tp is int or (typing.get_origin(tp) in (typing.Union, types.UnionType) and int in typing.get_args(tp)
+                         and float not in typing.get_args(tp))
+
+
+def _check_param(key: Any, spec: Any) -> None:
+    """The shape of one parameter's search space (its values are checked by :func:`load_sweep`)."""
+    if not isinstance(key, str):
+        raise ConfigError(f"params: key {key!r} is not a config key name (YAML read it as {type(key).__name__})")
     tp = field_type(key)  # raises ConfigError naming an unknown key
     where = f"params.{key}"
     if not isinstance(spec, dict):
@@ -99,40 +109,54 @@ def _check_param(key: str, spec: Any) -> None:
     if extra:
         raise ConfigError(f"{where}: unknown setting {sorted(extra)[0]!r}; use {sorted(allowed)}")
     if "choices" in spec:
-        if not isinstance(spec["choices"], list) or not spec["choices"]:
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices:
             raise ConfigError(f"{where}.choices: expected a non-empty list")
         if set(spec) != {"choices"}:
             raise ConfigError(f"{where}: give choices, or low and high, not both")
-        if len({repr(c) for c in spec["choices"]}) != len(spec["choices"]):
-            raise ConfigError(f"{where}.choices: {spec['choices']} repeats a value")
-    else:
-        if not {"low", "high"} <= set(spec):
-            raise ConfigError(f"{where}: needs low and high, or choices")
-        low, high = spec["low"], spec["high"]
-        for name, bound in (("low", low), ("high", high)):
-            if isinstance(bound, bool) or not isinstance(bound, (int, float)):
-                try:
-                    bound = float(bound)  # YAML 1.1 reads 1e-3 as text
-                except (TypeError, ValueError):
-                    raise ConfigError(f"{where}.{name}: expected a number, got {bound!r}") from None
-                spec[name] = bound
-        low, high = spec["low"], spec["high"]
-        if low > high:
-            raise ConfigError(f"{where}: low {low!r} is above high {high!r}")
-        if spec.get("log") and low <= 0:
-            raise ConfigError(f"{where}: a log range needs low > 0, got {low!r}")
-        step = spec.get("step")
-        if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
-            raise ConfigError(f"{where}.step: expected a number > 0, got {step!r}")
-        if step is not None and spec.get("log"):
-            raise ConfigError(f"{where}: step and log cannot be combined (Optuna refuses it)")
-    for which, value in _candidates(key, spec):
-        try:
-            check_value(key, _coerce(value, tp, key))
-            if key == "model.backbone":
-                check_backbone(str(value))
-        except ConfigError as err:
-            raise ConfigError(f"{where}: {which}: {str(err).removeprefix(key + ': ')}") from None
+        bad = [c for c in choices if c is not None and not isinstance(c, (bool, int, float, str))]
+        if bad:
+            raise ConfigError(f"{where}.choices: {bad[0]!r} is not a number, string, boolean or null "
+                              "(the values Optuna can sample); sweep such a key through named experiments")
+        if len({repr(c) for c in choices}) != len(choices):
+            raise ConfigError(f"{where}.choices: {choices} repeats a value")
+        return
+    if not {"low", "high"} <= set(spec):
+        raise ConfigError(f"{where}: needs low and high, or choices")
+    if tp not in (int, float) and not _is_int_key(key) and typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        raise ConfigError(f"{where}: a low/high range needs a numeric key; use choices")
+    for name in ("low", "high", "step"):
+        bound = spec.get(name)
+        if bound is None and name == "step":
+            continue
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+            try:
+                bound = float(typing.cast(Any, bound))  # YAML 1.1 reads 1e-3 as text
+            except (TypeError, ValueError):
+                raise ConfigError(f"{where}.{name}: expected a number, got {bound!r}") from None
+        if not math.isfinite(bound):
+            raise ConfigError(f"{where}.{name}: must be a finite number, got {bound!r}")
+        if _is_int_key(key):
+            if bound != int(bound):
+                raise ConfigError(f"{where}.{name}: {key} is a whole number, got {bound!r}")
+            bound = int(bound)
+        spec[name] = bound
+    low, high, step = spec["low"], spec["high"], spec.get("step")
+    if low > high:
+        raise ConfigError(f"{where}: low {low!r} is above high {high!r}")
+    if spec.get("log") and low <= 0:
+        raise ConfigError(f"{where}: a log range needs low > 0, got {low!r}")
+    if step is not None and step <= 0:
+        raise ConfigError(f"{where}.step: expected a number > 0, got {step!r}")
+    if step is not None and spec.get("log"):
+        raise ConfigError(f"{where}: step and log cannot be combined (Optuna refuses it)")
+
+
+def format_value(value: Any) -> str:
+    """A sampled value as the right-hand side of a ``key=value`` override."""
+    if isinstance(value, str):
+        return value
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").strip()
 
 
 def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SweepConfig:
@@ -173,12 +197,28 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
             raise ConfigError(f"sampler.name: {cfg.sampler.name!r} is not tpe or random")
         if cfg.pruner.name not in ("median", "none"):
             raise ConfigError(f"pruner.name: {cfg.pruner.name!r} is not median or none")
+        if cfg.n_trials < 1:
+            raise ConfigError(f"n_trials: must be >= 1, got {cfg.n_trials!r}")
+        if cfg.timeout_min is not None and not (math.isfinite(cfg.timeout_min) and cfg.timeout_min > 0):
+            raise ConfigError(f"timeout_min: must be > 0 minutes (or null: no limit), got {cfg.timeout_min!r}")
+        if not cfg.storage.startswith(STORAGE_SCHEMES):
+            raise ConfigError(f"storage: {cfg.storage!r} is not an Optuna storage URL "
+                              f"({', '.join(STORAGE_SCHEMES)})")
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
-    from dflab.config.loader import load_config
-
     load_config(cfg.experiment, cfg.overrides)  # the base experiment, refused before any trial
+    for key, spec in cfg.params.items():  # every value a trial can sample, checked as a trial would
+        for which, value in _candidates(spec):
+            try:
+                load_config(cfg.experiment, [*cfg.overrides, f"{key}={format_value(value)}"])
+            except ConfigError as err:
+                detail = str(err).removeprefix(f"{cfg.experiment}: ")
+                raise ConfigError(f"{path}: params.{key}: {which}: {detail.removeprefix(key + ': ')}") from None
     return cfg
+
+
+STORAGE_SCHEMES = ("sqlite:///", "postgresql", "mysql")
+"""Optuna storage URLs dflab accepts (relational databases SQLAlchemy drives)."""
 
 
 def suggest(trial: Any, params: dict[str, dict[str, Any]]) -> list[str]:
@@ -187,10 +227,11 @@ def suggest(trial: Any, params: dict[str, dict[str, Any]]) -> list[str]:
     for key, spec in params.items():
         if "choices" in spec:
             value = trial.suggest_categorical(key, spec["choices"])
-        elif isinstance(spec["low"], int) and isinstance(spec["high"], int) and not spec.get("log"):
-            value = trial.suggest_int(key, spec["low"], spec["high"], step=spec.get("step", 1))
+        elif _is_int_key(key):
+            log = bool(spec.get("log", False))
+            value = trial.suggest_int(key, int(spec["low"]), int(spec["high"]), step=int(spec.get("step") or 1), log=log)
         else:
             value = trial.suggest_float(key, float(spec["low"]), float(spec["high"]),
                                         log=bool(spec.get("log", False)), step=spec.get("step"))
-        out.append(f"{key}={value}")
+        out.append(f"{key}={format_value(value)}")
     return out

@@ -23,7 +23,7 @@ def _local_path(location: str) -> Path | None:
     return Path(location)
 
 
-def check_writable(cfg: LoggingConfig, output_dir: str | None = None) -> None:
+def check_writable(cfg: LoggingConfig, output_dir: str | None = None, **folders: str) -> None:
     """Make sure runs, artifacts and checkpoints can be written, before any work starts.
 
     Folders are created if missing; each is then probed with a real write (permission bits
@@ -40,6 +40,9 @@ def check_writable(cfg: LoggingConfig, output_dir: str | None = None) -> None:
               ("logging.artifact_location", cfg.artifact_location, False)]
     if output_dir is not None:
         places.append(("logging.output_dir", output_dir, False))
+    places += [(key.replace("__", "."), folder, False) for key, folder in folders.items()]
+    if cfg.tracking_uri.startswith(("http://", "https://")):
+        _check_server(cfg.tracking_uri)
     for key, location, is_file in places:
         path = _local_path(location)
         if path is None:
@@ -57,6 +60,28 @@ def check_writable(cfg: LoggingConfig, output_dir: str | None = None) -> None:
             raise ConfigError(f"{key}: cannot write to {path if is_file else folder} ({reason}); "
                               "nothing was trained. Point it at a writable place "
                               f"(e.g. {key}=...)") from None
+
+
+def _check_server(uri: str, timeout_s: float = 10.0) -> None:
+    """Say at once when an MLflow tracking server does not answer (MLflow itself retries for minutes).
+
+    Raises:
+        ConfigError: the server at ``uri`` cannot be reached (names the key and the URI).
+    """
+    import urllib.error
+    import urllib.request
+
+    from dflab.config.loader import ConfigError
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered: a server without /health (or behind a proxy) is still there
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConfigError(f"logging.tracking_uri: the MLflow tracking server at {uri} does not answer "
+                          f"({reason}); start the server or fix the URI") from None
 
 
 def prepare_tracking(cfg: LoggingConfig) -> str:

@@ -20,6 +20,8 @@ SHOWN = ("train/loss_epoch", "val/loss", "val/video_auroc", "val/frame_auroc", "
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     if hours:
@@ -42,17 +44,19 @@ class EpochLines(Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
+        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
+        self._lr = lrs[0] if lrs else None  # the rate this epoch trains with (the schedule steps after it)
 
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or trainer.state.fn != "fit":
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning validates inside the training epoch, so train/* and val/* of this epoch are both in.
+        if not trainer.is_global_zero:
             return
         metrics = trainer.callback_metrics
         names = [n for n in (*SHOWN, self.monitor) if n in metrics]
         parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
         parts += [f"{n.replace('_epoch', '')} {float(metrics[n]):.4g}" for n in dict.fromkeys(names)]
-        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
-        if lrs:
-            parts.append(f"lr {lrs[0]:.2g}")
+        if getattr(self, "_lr", None) is not None:
+            parts.append(f"lr {self._lr:.2g}")
         now = time.perf_counter()
         parts.append(_duration(now - self._epoch_start))
         done = trainer.current_epoch + 1

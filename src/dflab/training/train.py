@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
@@ -29,7 +30,7 @@ from dflab.config import ConfigError, ExperimentConfig, build_config, flatten, s
 from dflab.data.datamodule import DeepfakeDataModule
 from dflab.data.items import dataset_roots
 from dflab.models import create_model
-from dflab.models.checkpoint import read_checkpoint
+from dflab.models.checkpoint import CheckpointError, read_checkpoint
 from dflab.tracking.mlflow_utils import (
     TrackingError,
     check_writable,
@@ -92,6 +93,8 @@ RESUMABLE_KEYS = frozenset({
 
 
 def _resume_state(resume: str | Path, output_dir: str | Path) -> tuple[Path, dict[str, Any]]:
+    if not str(resume).strip():
+        raise FileNotFoundError("--resume: give a checkpoint file or the MLflow run id of a run trained here")
     path = Path(resume)
     if not path.is_file():
         found = sorted(Path(output_dir).glob(f"*/{resume}/checkpoints/last.ckpt"))
@@ -126,7 +129,11 @@ def resumed_config(resume: str | Path, overrides: Sequence[str] = (), output_dir
     Raises:
         ConfigError: an override changes a key a resumed run must keep (see :data:`RESUMABLE_KEYS`).
     """
-    _, state = _resume_state(resume, output_dir)
+    path, state = _resume_state(resume, output_dir)
+    try:
+        build_config(state["dflab_config"])
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: its stored config is not valid here ({err})") from None
     cfg = build_config(state["dflab_config"], overrides)
     check_resumable(cfg, state["dflab_config"], resume)
     return cfg
@@ -235,7 +242,9 @@ def run_experiment(
         ckpt_path, state = _resume_state(resume, cfg.logging.output_dir)
         resumed_run = state.get("dflab_mlflow_run_id")
         check_resumable(cfg, state["dflab_config"], resume)
-    check_writable(cfg.logging, cfg.logging.output_dir)  # a read-only mlruns/ is said now, not after training
+    _check_strategy(cfg.trainer.strategy)
+    # A read-only mlruns/ or cache is said now, not after training.
+    check_writable(cfg.logging, cfg.logging.output_dir, faces__cache_dir=cfg.faces.cache_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     on_cpu = cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available()
     cpu_processes = cfg.trainer.devices if on_cpu else 1
@@ -247,6 +256,8 @@ def run_experiment(
         # leaves no FAILED run behind. (Other DDP ranks set up inside fit, as Lightning does.)
         datamodule.prepare_data()
         datamodule.setup("fit")
+    if resume:  # weights that do not fit the model are refused before the run is reopened
+        _check_weights_fit(module, state, ckpt_path, cfg)
 
     uri = prepare_tracking(cfg.logging)
     ensure_experiment(cfg.logging)
@@ -255,13 +266,6 @@ def run_experiment(
         tracking_uri=uri, tags={"dflab.kind": "train", "dflab.experiment": cfg.name, **(tags or {})},
         log_model=False, run_id=resumed_run,
     )
-    if resumed_run is None:
-        logger.log_hyperparams({k: v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v)
-                                for k, v in flatten(to_dict(cfg)).items()})
-    else:  # params stay those of the first start (MLflow refuses to change them)
-        logger.experiment.set_tag(resumed_run, "dflab.resumed_from", str(ckpt_path))
-    module.mlflow_run_id = logger.run_id
-
     monitor = cfg.monitor
     checkpoint = ModelCheckpoint(monitor=monitor, mode=_mode(monitor), save_top_k=1, save_last=True,
                                  filename="best-epoch{epoch:02d}", auto_insert_metric_name=False)
@@ -280,6 +284,25 @@ def run_experiment(
                    *_extra_callbacks(cfg), *lines, *callbacks],
         enable_model_summary=progress and model_summary,
     )
+    # The MLflow run opens here; from now on a failure ends it FAILED (KILLED on Ctrl-C).
+    try:
+        return _fit_and_report(cfg, module, datamodule, logger, trainer, checkpoint, ckpt_path, resumed_run)
+    except BaseException as err:
+        _end_failed_run(logger, err)
+        raise
+
+
+def _fit_and_report(cfg: ExperimentConfig, module: DetectorModule, datamodule: DeepfakeDataModule,
+                    logger: MLFlowLogger, trainer: pl.Trainer, checkpoint: ModelCheckpoint,
+                    ckpt_path: Path | None, resumed_run: str | None) -> RunResult:
+    monitor = cfg.monitor
+    if resumed_run is None:
+        logger.log_hyperparams({k: v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v)
+                                for k, v in flatten(to_dict(cfg)).items()})
+    else:  # params stay those of the first start (MLflow refuses to change them)
+        logger.experiment.set_tag(resumed_run, "dflab.resumed_from", str(ckpt_path))
+    module.mlflow_run_id = logger.run_id
+
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     best_path = checkpoint.best_model_path or checkpoint.last_model_path
     score = checkpoint.best_model_score
@@ -313,6 +336,55 @@ def run_experiment(
                                 f"checkpoint is kept at {best_path}") from None
         print(f"MLflow run {result.run_id}  best {monitor}={best_score:.4f}  checkpoint {best_path}")
     return result
+
+
+def _check_strategy(name: str) -> None:
+    """Refuse a ``trainer.strategy`` Lightning does not know, before any work.
+
+    Raises:
+        ConfigError: names the key and the strategies Lightning offers.
+    """
+    from pytorch_lightning.strategies import StrategyRegistry
+
+    known = ["auto", *sorted(StrategyRegistry.available_strategies())]
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=2)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(f"trainer.strategy: {name!r} is not a Lightning strategy{hint}; "
+                          f"choose from {', '.join(known)}")
+
+
+def _check_weights_fit(module: DetectorModule, state: Mapping[str, Any], path: Path | None,
+                       cfg: ExperimentConfig) -> None:
+    """Refuse a checkpoint whose weights do not fit the model the config builds.
+
+    Raises:
+        CheckpointError: names the file, the model and the first mismatching weights.
+    """
+    try:
+        module.load_state_dict(state["state_dict"], strict=True)
+    except (RuntimeError, KeyError, TypeError, AttributeError) as err:
+        detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+        raise CheckpointError(f"{path}: its weights do not fit {model_description(cfg.model, cfg.data, cfg.triplet)} "
+                              f"({detail[:200]})") from None
+
+
+def _end_failed_run(logger: MLFlowLogger, err: BaseException) -> None:
+    """End the run ``FAILED`` (``KILLED`` on Ctrl-C) with the error as tag ``dflab.error``,
+    unless it already ended; never hide ``err`` behind a tracking error."""
+    run_id = getattr(logger, "_run_id", None)
+    if run_id is None:  # the run was never opened
+        return
+    try:
+        client = logger.experiment
+        if client.get_run(run_id).info.status != "RUNNING":
+            return
+        interrupted = isinstance(err, KeyboardInterrupt) or (
+            isinstance(err, SystemExit) and isinstance(err.__context__, KeyboardInterrupt))
+        client.set_tag(run_id, "dflab.error", f"{type(err).__name__}: {err}"[:5000])
+        client.set_terminated(run_id, "KILLED" if interrupted else "FAILED")
+    except Exception as tracking:  # the original error matters more
+        log.warning("MLflow run %s could not be marked failed: %s", run_id, tracking)
 
 
 def store_checkpoint(client: Any, run_id: str, path: Path) -> None:
