@@ -148,7 +148,7 @@ def test_a_latin1_manifest_stops_the_cli_with_one_line(tmp_path, place_video):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"dflab data: error: {manifest}:4: the manifest is not UTF-8 text (byte 0xe9 at "
+        f"dflab data check: error: {manifest}:4: the manifest is not UTF-8 text (byte 0xe9 at "
         "column 2); save it as UTF-8"]
 
 
