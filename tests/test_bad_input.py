@@ -226,6 +226,11 @@ def test_command_line_values_are_checked(tmp_path: Path, capsys) -> None:
             main(argv)
         assert exit_.value.code == 2
     assert "a seed is 0 to 4294967295" in capsys.readouterr().err
+    blocker = tmp_path / "afile"
+    blocker.write_text("in the way")
+    for argv in (["demo", "--root", str(blocker)], ["export", "--out-dir", f"{blocker}/sub"]):
+        code, err = _run(capsys, *argv)
+        assert code == 2 and len(err) == 1 and f"{blocker}" in err[0] and "cannot write there" in err[0]
     code, err = _run(capsys, "train", EXPERIMENT, "--resume", "")
     assert code == 2 and "--resume: give a checkpoint file or the MLflow run id" in err[0]
 

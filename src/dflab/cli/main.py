@@ -39,7 +39,23 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writable_folder(option: str, folder: str) -> None:
+    """Refuse, in one line, an output folder that cannot be created or written."""
+    import tempfile
+    from pathlib import Path
+
+    from dflab.config import ConfigError
+
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{option} {folder}: cannot write there ({err.strerror or type(err).__name__})") from None
+
+
 def _export(args: argparse.Namespace) -> int:
+    _writable_folder("--out-dir", args.out_dir)
     from dflab.export.export import export_run
 
     export_run(run_id=args.run_id, tracking_uri=args.tracking_uri, out_dir=args.out_dir,
@@ -123,6 +139,7 @@ def _data_list(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    _writable_folder("--root", args.root)
     from dflab.data.demo import DemoSpec, ensure_demo_dataset
 
     print(ensure_demo_dataset(args.root, DemoSpec(seed=args.seed)))
