@@ -41,17 +41,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _writable_folder(option: str, folder: str) -> None:
     """Refuse, in one line, an output folder that cannot be created or written."""
-    import tempfile
-    from pathlib import Path
+    from dflab.tracking.mlflow_utils import ensure_writable
 
-    from dflab.config import ConfigError
-
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise ConfigError(f"{option} {folder}: cannot write there ({err.strerror or type(err).__name__})") from None
+    ensure_writable(option, folder)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -32,10 +32,6 @@ def check_writable(cfg: LoggingConfig, output_dir: str | None = None, **folders:
     Raises:
         ConfigError: a location cannot be written (names the key and the path).
     """
-    import tempfile
-
-    from dflab.config.loader import ConfigError
-
     places = [("logging.tracking_uri", cfg.tracking_uri, cfg.tracking_uri.startswith("sqlite:///")),
               ("logging.artifact_location", cfg.artifact_location, False)]
     if output_dir is not None:
@@ -45,21 +41,34 @@ def check_writable(cfg: LoggingConfig, output_dir: str | None = None, **folders:
         _check_server(cfg.tracking_uri)
     for key, location, is_file in places:
         path = _local_path(location)
-        if path is None:
-            continue
-        folder = path.parent if is_file else path
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder):
+        if path is not None:
+            ensure_writable(key, path, is_file)
+
+
+def ensure_writable(key: str, path: str | Path, is_file: bool = False) -> None:
+    """Create folder ``path`` (or the folder of file ``path``) if missing and probe it with a real
+    write: permission bits alone do not tell (a read-only mount, a file where a folder should be).
+
+    Raises:
+        ConfigError: it cannot be written (names ``key`` and the path).
+    """
+    import tempfile
+
+    from dflab.config.loader import ConfigError
+
+    path = Path(path)
+    folder = path.parent if is_file else path
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        if is_file and path.exists():
+            with open(path, "ab"):
                 pass
-            if is_file and path.exists():
-                with open(path, "ab"):
-                    pass
-        except OSError as err:
-            reason = err.strerror or type(err).__name__
-            raise ConfigError(f"{key}: cannot write to {path if is_file else folder} ({reason}); "
-                              "nothing was trained. Point it at a writable place "
-                              f"(e.g. {key}=...)") from None
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ConfigError(f"{key}: cannot write to {path if is_file else folder} ({reason}); "
+                          "nothing was done. Point it at a writable place") from None
 
 
 def _check_server(uri: str, timeout_s: float = 10.0) -> None:
