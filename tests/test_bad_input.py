@@ -240,3 +240,12 @@ def test_a_key_given_twice_is_refused(tmp_path: Path, capsys) -> None:
     path.write_text("name: a\nseed: 1\nname: b\n")
     code, err = _run(capsys, "train", str(path))
     assert code == 2 and f"{path}:3:1: not valid YAML: key 'name' is given twice" in err[0]
+
+
+def test_overrides_may_follow_an_option(capsys) -> None:
+    """``train exp.yaml --resume X key=value``: the override is read, not refused as unknown."""
+    code, err = _run(capsys, "train", EXPERIMENT, "--resume", "no-such-run", "optim.weight_decay=-1")
+    assert code == 2 and "optim.weight_decay: must be >= 0" in err[0]
+    with pytest.raises(SystemExit):
+        main(["train", EXPERIMENT, "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

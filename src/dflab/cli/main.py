@@ -154,6 +154,13 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
 def _seed(text: str) -> int:
     value = int(text)
     if not 0 <= value < 2**32:
@@ -219,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--deep", action="store_true",
                    help="decode every frame: list damaged videos with their frame ranges and check "
                         "every video's seeking (slow: a full decode of the dataset)")
-    c.add_argument("--workers", type=int, default=4, help="threads that open or decode the videos")
+    c.add_argument("--workers", type=_positive_int, default=4, help="threads that open or decode the videos")
     c.set_defaults(fn=_data_check)
     ls = dsub.add_parser("list", help="the dataset adapters and their options")
     ls.set_defaults(fn=_data_list)
@@ -260,7 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("alembic", "mlflow", "urllib3", "onnxscript", "onnx_ir", "torch.onnx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_drop_advertisements)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may also follow an option (train exp.yaml --resume X trainer.max_epochs=9)
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     debug = args.debug or os.environ.get("DFLAB_DEBUG", "") not in ("", "0")
     try:
         return int(args.fn(args))
