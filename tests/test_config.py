@@ -62,3 +62,39 @@ def test_face_frame_step_must_not_be_negative():
     assert build_config({}, ["faces.frame_step=3"]).faces.frame_step == 3
     with pytest.raises(ConfigError, match=r"faces\.frame_step"):
         build_config({}, ["faces.frame_step=-2"])
+
+
+def test_an_experiment_extends_a_base_file(tmp_path):
+    from dflab.config import load_config
+
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "common.yaml").write_text(
+        "name: common\ndata:\n  source: demo\n  batch_size: 16\n  val_fraction: 0.25\n"
+        "model:\n  backbone: meso4\n  drop_rate: 0.3\noptim:\n  lr: 1.0e-3\n")
+    (tmp_path / "middle.yaml").write_text("extends: base/common.yaml\nname: middle\nmodel:\n  drop_rate: 0.1\n")
+    (tmp_path / "child.yaml").write_text("extends: middle.yaml\nname: child\ndata:\n  batch_size: 8\n")
+    cfg = load_config(tmp_path / "child.yaml", ["optim.lr=0.01"])
+    assert (cfg.name, cfg.data.batch_size, cfg.data.val_fraction) == ("child", 8, 0.25)  # deep-merged
+    assert (cfg.model.backbone, cfg.model.drop_rate, cfg.optim.lr) == ("meso4", 0.1, 0.01)
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a.yaml": "extends: b.yaml\n", "b.yaml": "extends: a.yaml\n"}, "extends itself"),
+    ({"a.yaml": "extends: missing.yaml\n"}, "extends: .*missing.yaml does not exist"),
+    ({"a.yaml": "extends: [b.yaml]\n"}, "extends: expected the path of a base experiment file"),
+    ({"a.yaml": "extends: b.yaml\nmodel:\n  backbone_name: x\n", "b.yaml": "name: b\n"}, "unknown config key 'model.backbone_name'"),
+])
+def test_extends_errors_name_the_file(tmp_path, files, message):
+    from dflab.config import ConfigError, load_config
+
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(tmp_path / "a.yaml")
+    assert "a.yaml" in str(err.value)
+
+
+def test_the_shipped_experiments_extend_their_base():
+    texts = {p.name: p.read_text() for p in EXPERIMENTS if "ffpp-c23" in p.name}
+    assert texts and all("extends: base/ffpp-c23.yaml" in t for t in texts.values())
+    assert max(len(t.splitlines()) for t in texts.values()) <= 15  # a few lines each

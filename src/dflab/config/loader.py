@@ -415,14 +415,57 @@ def read_yaml(path: str | Path, what: str = "experiment") -> Any:
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
 
 
+MAX_EXTENDS = 8
+"""How deep ``extends:`` chains may go."""
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base``: mappings merge key by key, anything else (lists included) is replaced."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_experiment(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """An experiment file's settings, with the file named by its ``extends:`` key (a path
+    relative to the file) deep-merged underneath, recursively. The strict check runs on the
+    merged result (:func:`build_config`).
+
+    Raises:
+        ConfigError: a file is missing or malformed, or ``extends`` loops or is not a file path.
+    """
+    path = Path(path)
+    if path.resolve() in _chain:
+        raise ConfigError(f"{path}: extends itself through {' -> '.join(str(p) for p in _chain)}")
+    if len(_chain) >= MAX_EXTENDS:
+        raise ConfigError(f"{path}: extends goes deeper than {MAX_EXTENDS} files")
+    data = read_yaml(path) or {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: top level must be a mapping of settings")
+    data = dict(data)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str) or not parent.strip():
+        raise ConfigError(f"{path}: extends: expected the path of a base experiment file, got {parent!r}")
+    base_path = path.parent / parent
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: extends: {base_path} does not exist")
+    return deep_merge(read_experiment(base_path, (*_chain, path.resolve())), data)
+
+
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
-    """Load an experiment YAML file and apply overrides.
+    """Load an experiment YAML file (with the files it ``extends``) and apply overrides.
 
     Raises:
         ConfigError: missing file, malformed YAML, unknown key or wrong type (names file and key).
     """
     path = Path(path)
-    data = read_yaml(path) or {}
+    data = read_experiment(path)
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: top level must be a mapping of settings")
     try:
