@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dflab.data.sources import SPLITS, DatasetLayoutError, VideoItem
+from dflab.utils.tables import render_table
 
 MAX_LISTED = 20
 """Problems of one kind listed in an error message before the rest are counted."""
@@ -75,7 +76,6 @@ class DatasetCheck:
 
     def table(self) -> str:
         """The counts per dataset, split, label and method, as a rich table rendered to text."""
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(title=f"{self.name}: videos per split")
@@ -92,10 +92,7 @@ class DatasetCheck:
             totals[split] += n
         table.add_row("all", "", "", *(str(totals.get(s, 0)) for s in SPLITS), str(sum(totals.values())),
                       style="bold")
-        console = Console(width=120, record=True, force_terminal=False)
-        with console.capture() as cap:
-            console.print(table)
-        return cap.get()
+        return render_table(table, 120)
 
     def message(self) -> str:
         """Every problem, grouped by kind, naming the files (what an error shows)."""

@@ -27,6 +27,7 @@ from dflab.data.items import dataset_roots
 from dflab.training.breakdown import BreakdownRow, breakdown, breakdown_table, write_breakdown
 from dflab.training.module import DetectorModule
 from dflab.training.reports import plot_roc, write_predictions
+from dflab.utils.tables import render_table
 from dflab.utils.threads import set_training_threads
 
 LEVEL_METRICS = ("frame_auroc", "video_auroc", "video_ap", "video_acc", "video_eer", "video_logloss")
@@ -89,7 +90,6 @@ def evaluate_on(module: DetectorModule, trained: ExperimentConfig, target: Exper
 
 def results_table(results: Sequence[TestSetResult], title: str) -> str:
     """One row per test set: videos, frame and video AUROC, video AP/ACC/EER/log loss."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
@@ -100,10 +100,7 @@ def results_table(results: Sequence[TestSetResult], title: str) -> str:
         vals = [r.metrics.get(k, math.nan) for k in LEVEL_METRICS]
         table.add_row(r.name, str(r.n_real), str(r.n_fake), str(len(r.excluded)),
                       *("-" if math.isnan(v) else f"{v:.4f}" for v in vals))
-    console = Console(width=130, record=True, force_terminal=False)
-    with console.capture() as cap:
-        console.print(table)
-    return cap.get()
+    return render_table(table, 130)
 
 
 def write_results(path: str | Path, results: Sequence[TestSetResult]) -> Path:

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from dflab.faces.detector import Detection, FaceDetector, create_detector
-from dflab.faces.tracks import FaceTrack, link_tracks
+from dflab.faces.tracks import FaceTrack, iou_matrix, link_tracks
 from dflab.utils.threads import available_cores
 from dflab.video import VideoDecodeError, probe
 from dflab.video.background import CheckInBackground
@@ -278,20 +278,9 @@ def sample_indices(num_frames: int, count: int, step: int = 0) -> np.ndarray:
     return np.unique(np.linspace(0, num_frames - 1, count).round().astype(np.int64))
 
 
-def _area(boxes: np.ndarray) -> np.ndarray:
-    return np.clip(boxes[..., 2] - boxes[..., 0], 0, None) * np.clip(
-        boxes[..., 3] - boxes[..., 1], 0, None
-    )
-
-
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one ``(4,)`` box with each of ``(N, 4)`` boxes."""
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    return inter / np.maximum(_area(box) + _area(boxes) - inter, 1e-9)
+    """IoU of one ``(4,)`` box with each of ``(N, 4)`` boxes (see :func:`~dflab.faces.tracks.iou_matrix`)."""
+    return iou_matrix(np.asarray(box)[None], np.asarray(boxes))[0]
 
 
 def detect_video(

@@ -38,6 +38,7 @@ from dflab.tracking.mlflow_utils import client as mlflow_client
 from dflab.training.module import NonFiniteLossError
 from dflab.training.train import run_experiment
 from dflab.utils.quiet import quiet_known_warnings
+from dflab.utils.tables import render_table
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +283,6 @@ def _summarise(study: optuna.Study, cfg: SweepConfig, client: Any, parent: str, 
     """Log the study's best trial, a trials table and a parallel-coordinates plot to the parent run,
     and end the parent run: ``status`` (``FINISHED``, or ``KILLED``/``FAILED`` when the sweep was
     stopped), ``FAILED`` when every trial of this call (``finished``) failed or none ever completed."""
-    from rich.console import Console
     from rich.table import Table
 
     State = optuna.trial.TrialState
@@ -298,7 +298,7 @@ def _summarise(study: optuna.Study, cfg: SweepConfig, client: Any, parent: str, 
         table.add_row(str(t.number), t.state.name, value,
                       *(_fmt(t.params.get(k, "-")) for k in cfg.params), t.user_attrs.get("mlflow_run_id", "-"),
                       error if len(error) <= 100 else error[:99] + "…")
-    Console(width=160).print(table)
+    print(render_table(table, 160))
     all_failed = bool(finished) and all(t.state == State.FAIL for t in finished)
     if status == "FINISHED" and (all_failed or not complete):
         status = "FAILED"

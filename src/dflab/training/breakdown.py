@@ -18,6 +18,7 @@ import torch
 
 from dflab.data.sources import VideoItem
 from dflab.training.metrics import binary_scores
+from dflab.utils.tables import render_table
 
 COLUMNS = ("auroc", "ap", "acc", "eer", "logloss")
 
@@ -100,7 +101,6 @@ def write_breakdown(path: str | Path, stage: str, rows: Sequence[BreakdownRow]) 
 
 def breakdown_table(stage: str, rows: Sequence[BreakdownRow]) -> str:
     """The rows as a text table (rich)."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{stage}: video metrics per dataset and method")
@@ -109,7 +109,4 @@ def breakdown_table(stage: str, rows: Sequence[BreakdownRow]) -> str:
     for r in rows:
         table.add_row(r.by, r.name, str(r.n_real), str(r.n_fake),
                       *("-" if math.isnan(r.scores[c]) else f"{r.scores[c]:.4f}" for c in COLUMNS))
-    console = Console(width=110, record=True, force_terminal=False)
-    with console.capture() as cap:
-        console.print(table)
-    return cap.get()
+    return render_table(table, 110)

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 
 from dflab.data.sources import VideoItem
+from dflab.utils.tables import render_table
 
 
 def metrics_table(metrics: Mapping[str, float], title: str = "Results") -> str:
     """Rows ``frame``/``video`` x columns AUROC, ACC, EER, AP, LogLoss per stage prefix."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
@@ -30,10 +30,7 @@ def metrics_table(metrics: Mapping[str, float], title: str = "Results") -> str:
             if all(v is None for v in vals):
                 continue
             table.add_row(f"{stage}/{level}", *("-" if v is None or math.isnan(v) else f"{v:.4f}" for v in vals))
-    console = Console(width=100, record=True, force_terminal=False)
-    with console.capture() as cap:
-        console.print(table)
-    return cap.get()
+    return render_table(table, 100)
 
 
 def roc_curve(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
