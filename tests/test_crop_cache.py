@@ -79,3 +79,19 @@ def test_crop_cache_key_is_a_boolean(value, fast_overrides):
 
     with pytest.raises(ConfigError, match=r"faces\.crop_cache"):
         load_config("experiments/mesonet4_demo.yaml", [*fast_overrides, f"faces.crop_cache={value}"])
+
+
+def test_atomic_write_leaves_the_old_file_or_the_new_one(tmp_path):
+    import os
+
+    from dflab.utils.atomic import atomic_write
+
+    target = tmp_path / "sub" / "entry.json"
+    with atomic_write(target, "w") as fh:
+        fh.write("first")
+    assert target.read_text() == "first" and oct(os.stat(target).st_mode & 0o777) == "0o644"
+    with pytest.raises(RuntimeError), atomic_write(target, "w") as fh:
+        fh.write("half of the second")
+        raise RuntimeError("killed mid-write")
+    assert target.read_text() == "first"  # the old file, never a part of the new one
+    assert sorted(p.name for p in target.parent.iterdir()) == ["entry.json"]  # no temp file left

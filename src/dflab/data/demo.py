@@ -29,7 +29,6 @@ Layout under the root folder::
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ import numpy as np
 from dflab.data.demo_faces import load_portraits
 from dflab.data.demo_render import frame_landmarks, render_video
 from dflab.data.sources import SPLITS
+from dflab.utils.atomic import atomic_write
 from dflab.video import write_video
 
 __all__ = [
@@ -215,9 +215,8 @@ def _stamp_matches(path: Path, spec: DemoSpec) -> bool:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_write(path, "w") as fh:
+        fh.write(text)
 
 
 def _remove_videos(root: Path, keep: set[Path]) -> None:

@@ -17,10 +17,11 @@ drawn at random, so their hit rate grows with the epochs.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from dflab.utils.atomic import atomic_write
 
 
 class CropCache:
@@ -68,14 +69,8 @@ class CropCache:
                 target = self._file(video_key, track, frame)
                 if target.exists():
                     continue
-                fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-                try:
-                    with os.fdopen(fd, "wb") as fh:
-                        np.save(fh, np.ascontiguousarray(crop, dtype=np.uint8))
-                    os.replace(tmp, target)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
+                with atomic_write(target) as fh:
+                    np.save(fh, np.ascontiguousarray(crop, dtype=np.uint8))
         except OSError:
             return
 

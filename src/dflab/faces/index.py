@@ -29,7 +29,6 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
-import tempfile
 import threading
 import time
 import zipfile
@@ -45,6 +44,7 @@ import numpy as np
 
 from dflab.faces.detector import Detection, FaceDetector, create_detector
 from dflab.faces.tracks import FaceTrack, iou_matrix, link_tracks
+from dflab.utils.atomic import atomic_write
 from dflab.utils.threads import available_cores
 from dflab.video import VideoDecodeError, probe
 from dflab.video.background import CheckInBackground
@@ -466,19 +466,8 @@ class FaceIndex:
             "error": faces.error,
             "seek_unchecked": faces.seek_unchecked,
         }
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                os.fchmod(fh.fileno(), 0o644)  # mkstemp makes 0600 files; a cache may be shared
-                np.savez(
-                    fh, meta=np.array(json.dumps(meta)), **{n: getattr(faces, n) for n in _ARRAYS}
-                )
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(file, durable=True) as fh:
+            np.savez(fh, meta=np.array(json.dumps(meta)), **{n: getattr(faces, n) for n in _ARRAYS})
         return file
 
     def detect(self, path: str | Path) -> VideoFaces:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import numpy as np
 
 from dflab.data.sources import VideoItem
 from dflab.faces.index import FaceIndex, VideoFaces
+from dflab.utils.atomic import atomic_write
 from dflab.video import VideoDecodeError, probe, read_frames
 
 log = logging.getLogger(__name__)
@@ -97,8 +96,5 @@ def training_tracks(items: Sequence[VideoItem], faces: Sequence[VideoFaces], ind
 
 
 def _write_json(path: Path, data: dict[str, int]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
+    with atomic_write(path, "w") as fh:
         json.dump(data, fh)
-    os.replace(tmp, path)

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from dflab.faces.index import _ARRAYS, _CACHE_VERSION, FaceIndex, FaceReport, VideoFaces
+from dflab.utils.atomic import atomic_write
 
 
 def dataset_pack_name(source: str, paths: Sequence[str]) -> str:
@@ -52,17 +52,10 @@ def write_pack(index: FaceIndex, faces: Sequence[VideoFaces], name: str) -> Path
         arrays[array] = np.concatenate(parts) if parts else np.zeros(0)
         arrays[f"offsets_{array}"] = np.cumsum([0] + [len(p) for p in parts]).astype(np.int64)
     file = pack_file(index, name)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            header = {"version": _CACHE_VERSION, "detector": index.detector.name, "videos": meta}
-            arrays["keys"], arrays["header"] = np.array(keys), np.array(json.dumps(header))
-            np.savez(fh, **arrays)  # type: ignore[arg-type]
-        os.replace(tmp, file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    header = {"version": _CACHE_VERSION, "detector": index.detector.name, "videos": meta}
+    arrays["keys"], arrays["header"] = np.array(keys), np.array(json.dumps(header))
+    with atomic_write(file) as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
     return file
 
 
