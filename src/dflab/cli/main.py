@@ -57,18 +57,14 @@ def _export(args: argparse.Namespace) -> int:
 
 def _faces(args: argparse.Namespace) -> int:
     from dflab.config import load_config
+    from dflab.data.face_stage import FaceStage
     from dflab.data.items import resolve_items
-    from dflab.faces.index import FaceIndex
-    from dflab.faces.pack import build_dataset_index, dataset_pack_name
 
     cfg = load_config(args.experiment, args.overrides)
     items = resolve_items(cfg.data)
-    index = FaceIndex.from_config(cfg.faces)
-    paths = [it.path for it in items]
-    report, pack = build_dataset_index(index, paths, dataset_pack_name(cfg.data.source, paths),
-                                       workers=cfg.faces.workers)
+    report, pack = FaceStage.of(cfg.data, cfg.faces).build(items, cfg.faces.workers)
     print(report.summary_table())
-    print(f"Face index of {len(paths)} videos packed in {pack}")
+    print(f"Face index of {len(set(it.path for it in items))} videos packed in {pack}")
     return 0
 
 
@@ -95,7 +91,7 @@ def _data_check(args: argparse.Namespace) -> int:
     report = check_dataset(items, f"{cfg.data.source} at {cfg.data.root}", probe=not args.no_probe,
                            workers=args.workers, deep=args.deep, progress=True)
     if not args.deep:
-        _seeking_from_index(report, cfg, [it.path for it in items])
+        _seeking_from_index(report, cfg, items)
     print(report.table())
     print(report.seeking())
     if report.ok:
@@ -105,17 +101,16 @@ def _data_check(args: argparse.Namespace) -> int:
     return 1
 
 
-def _seeking_from_index(report, cfg, paths: list[str]) -> None:
+def _seeking_from_index(report, cfg, items) -> None:
     """Fill the report's seek counts from the face index, where it holds the videos."""
-    from dflab.faces.index import FaceIndex
-    from dflab.faces.pack import dataset_pack_name, indexed_faces
+    from dflab.data.face_stage import FaceStage
 
-    index = FaceIndex.from_config(cfg.faces)
-    known = [f for f in indexed_faces(index, paths, dataset_pack_name(cfg.data.source, paths)).values()
-             if f.error is None]
+    stage = FaceStage.of(cfg.data, cfg.faces)
+    known = [f for f in stage.indexed(items).values() if f.error is None]
     report.seek_checked = len(known)
     report.not_seek_exact = sorted(f.path for f in known if not f.seek_exact)
-    report.seek_source = f"face index {index.folder}, {len(known)} of {len(set(paths))} videos indexed"
+    report.seek_source = (f"face index {stage.index.folder}, {len(known)} of "
+                          f"{len({it.path for it in items})} videos indexed")
 
 
 def _data_list(args: argparse.Namespace) -> int:

@@ -23,12 +23,12 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from dflab.config.schema import DataConfig, FacesConfig
 from dflab.data.dataset import ClipSpec, FaceClipDataset, collate_clips
+from dflab.data.face_stage import FaceStage
 from dflab.data.items import refuse_train_without_fakes, resolve_items
 from dflab.data.sources import DatasetLayoutError, VideoItem
 from dflab.faces.crop_cache import CropCache
 from dflab.faces.index import FaceIndex, FaceReport, VideoFaces
 from dflab.faces.manipulated import training_tracks
-from dflab.faces.pack import build_dataset_index, dataset_pack_name, load_dataset_faces
 from dflab.utils.threads import worker_init
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,10 @@ class DeepfakeDataModule(pl.LightningDataModule):
         self.split_items: dict[str, list[VideoItem]] = {}
 
     def face_index(self) -> FaceIndex:
-        return FaceIndex.from_config(self.faces_cfg)
+        return self.face_stage().index
+
+    def face_stage(self) -> FaceStage:
+        return FaceStage.of(self.data_cfg, self.faces_cfg)
 
     def prepare_data(self) -> None:
         if self.face_report is not None:  # fit, validate and test each call this
@@ -70,11 +73,7 @@ class DeepfakeDataModule(pl.LightningDataModule):
         items = resolve_items(self.data_cfg, self.progress)
         if "train" in self.required:  # said before the face stage, not after it
             refuse_train_without_fakes(items, self.data_cfg)
-        paths = [it.path for it in items]
-        self.face_report, _ = build_dataset_index(
-            self.face_index(), paths, dataset_pack_name(self.data_cfg.source, paths),
-            workers=self.faces_cfg.workers, progress=self.progress,
-        )
+        self.face_report, _ = self.face_stage().build(items, self.faces_cfg.workers, self.progress)
         if self.progress and self.face_report.done:  # new detections: show what was found
             print(self.face_report.summary_table())
 
@@ -82,7 +81,8 @@ class DeepfakeDataModule(pl.LightningDataModule):
         if self.datasets:
             return
         self.items = resolve_items(self.data_cfg, progress=False)
-        index = self.face_index()
+        face_stage = self.face_stage()
+        index = face_stage.index
         assert self.data_cfg.image_size is not None, "data.image_size is resolved at config load"
         spec = ClipSpec(self.data_cfg.frames_per_clip, self.data_cfg.frame_stride,
                         self.data_cfg.image_size, self.faces_cfg.margin, self.faces_cfg.crop)
@@ -91,7 +91,7 @@ class DeepfakeDataModule(pl.LightningDataModule):
             crop_cache = CropCache.for_index(self.faces_cfg.cache_dir, index.folder.name,
                                              spec.crop, spec.image_size, spec.margin)
         self.excluded = []
-        loaded = load_dataset_faces(index, [it.path for it in self.items], dataset_pack_name(self.data_cfg.source, [it.path for it in self.items]))
+        loaded = face_stage.load(self.items)
         faces_of = dict(zip(map(id, self.items), loaded, strict=True))
         for split in ("train", "val", "test"):
             kept: list[tuple[VideoItem, VideoFaces]] = []
