@@ -161,10 +161,10 @@ def cross_dataset_evaluation(
         combine: how an ensemble combines its members: ``mean_logit`` or ``mean_prob``.
         progress: progress bars.
     """
-    from dflab.export.export import latest_sweep_best_run, load_checkpoint
+    from dflab.models.checkpoint import load_checkpoint
     from dflab.models.ensemble import EnsembleClassifier
     from dflab.tracking.mlflow_utils import client as mlflow_client
-    from dflab.tracking.mlflow_utils import run_checkpoint
+    from dflab.tracking.mlflow_utils import latest_sweep_best_run, run_checkpoint
 
     run_ids, checkpoints = _as_list(run_id), _as_list(checkpoint)
     if run_ids and checkpoints:

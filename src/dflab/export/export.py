@@ -12,14 +12,14 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from dflab.config import ConfigError, ExperimentConfig, build_config
+from dflab.config import ExperimentConfig
 from dflab.config.schema import LoggingConfig
+from dflab.models.checkpoint import load_checkpoint
 
 
 class ExportParityError(RuntimeError):
@@ -47,28 +47,6 @@ class ExportResult:
     onnx_max_abs_diff: float
     pt2_max_abs_diff: float
     num_frames: int
-
-
-def load_checkpoint(path: str | Path) -> tuple[ExperimentConfig, nn.Module]:
-    """Rebuild the network of a dflab checkpoint in eval mode, with its experiment config.
-
-    The file is read without running anything from it (:func:`~dflab.models.checkpoint.read_checkpoint`).
-
-    Raises:
-        CheckpointError: not a dflab checkpoint, or a file that would run code (names it).
-    """
-    from dflab.models.checkpoint import CheckpointError, read_checkpoint
-    from dflab.training.train import build_module
-
-    ckpt = read_checkpoint(path)
-    try:
-        cfg = build_config(ckpt["dflab_config"])
-    except ConfigError as err:
-        raise CheckpointError(f"{path}: its stored config is not valid here ({err})") from None
-    cfg.model.pretrained_file = None  # the checkpoint holds the weights
-    module = build_module(cfg)
-    module.load_state_dict(ckpt["state_dict"])
-    return cfg, module.net.eval()
 
 
 def sample_frames(cfg: ExperimentConfig, count: int = 32) -> torch.Tensor:
@@ -130,25 +108,6 @@ def export_model(net: nn.Module, frames: torch.Tensor, out_dir: str | Path, atol
     return result
 
 
-def latest_sweep_best_run(client: Any) -> str:
-    """Run id of the best trial of the most recently finished sweep.
-
-    Raises:
-        RunLookupError: no finished sweep is recorded.
-    """
-    from dflab.tracking.mlflow_utils import RunLookupError
-
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, filter_string="tags.`dflab.kind` = 'sweep'",
-                              order_by=["attributes.end_time DESC"], max_results=20)
-    for run in runs:
-        best = run.data.tags.get("best_run_id")
-        if best:
-            return best
-    raise RunLookupError("no finished sweep with a best run in the tracking store; run `make sweep` "
-                      "first or pass RUN=<mlflow run id>")
-
-
 def export_run(run_id: str | None = None, tracking_uri: str = "sqlite:///mlruns/mlflow.db",
                out_dir: str | Path = "outputs/export", atol: float = 1e-4) -> ExportResult:
     """Export the best checkpoint of an MLflow run (default: best trial of the latest sweep).
@@ -156,7 +115,7 @@ def export_run(run_id: str | None = None, tracking_uri: str = "sqlite:///mlruns/
     The files and the measured differences are logged to the same MLflow run under ``export/``.
     """
     from dflab.tracking.mlflow_utils import client as mlflow_client
-    from dflab.tracking.mlflow_utils import run_checkpoint
+    from dflab.tracking.mlflow_utils import latest_sweep_best_run, run_checkpoint
 
     client = mlflow_client(LoggingConfig(tracking_uri=tracking_uri))
     run_id = run_id or latest_sweep_best_run(client)

@@ -17,9 +17,14 @@ from __future__ import annotations
 import pickle
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from dflab.config import ExperimentConfig
 
 
 class CheckpointError(ValueError):
@@ -61,3 +66,44 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(ckpt["dflab_config"], dict) or not isinstance(ckpt["state_dict"], dict):
         raise CheckpointError(f"{path}: not a dflab checkpoint (its dflab_config or state_dict is not a mapping)")
     return ckpt
+
+
+def build_net(cfg: ExperimentConfig) -> nn.Module:
+    """The network an experiment config describes (:func:`~dflab.models.create_model` with the
+    config's backbone, input size, temporal head and embedding), weights as configured."""
+    from dflab.models import create_model
+
+    assert cfg.data.image_size is not None, "data.image_size is resolved at config load"
+    return create_model(cfg.model.backbone, img_size=cfg.data.image_size,
+                        pretrained_file=cfg.model.pretrained_file, drop_rate=cfg.model.drop_rate,
+                        temporal=cfg.model.temporal, temporal_hidden=cfg.model.temporal_hidden,
+                        temporal_layers=cfg.model.temporal_layers,
+                        embed_dim=cfg.triplet.embed_dim if cfg.triplet.enabled else 0)
+
+
+def load_checkpoint(path: str | Path) -> tuple[ExperimentConfig, nn.Module]:
+    """Rebuild the network of a dflab checkpoint in eval mode, with its experiment config.
+
+    Shared by evaluation, export, the triplet stage and (later) prediction; the file is read
+    with :func:`read_checkpoint` (nothing in it runs).
+
+    Raises:
+        CheckpointError: not a dflab checkpoint, a file that would run code, a stored config
+            that is not valid here, or weights that do not fit the network (names the file).
+    """
+    from dflab.config import ConfigError, build_config
+
+    ckpt = read_checkpoint(path)
+    try:
+        cfg = build_config(ckpt["dflab_config"])
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: its stored config is not valid here ({err})") from None
+    cfg.model.pretrained_file = None  # the checkpoint holds the weights
+    net = build_net(cfg)
+    weights = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    try:
+        net.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+        raise CheckpointError(f"{path}: its weights do not fit {cfg.model.backbone} ({detail[:200]})") from None
+    return cfg, net.eval()

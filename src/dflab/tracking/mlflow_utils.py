@@ -171,3 +171,20 @@ def run_checkpoint(mlflow_client, run_id: str, folder: str | Path, which: str = 
         raise RunLookupError(f"MLflow run {run_id} has no {which} checkpoint (no checkpoints/{which}*.ckpt "
                              "artifact: the run was killed, failed or pruned before its first validation)")
     return found[0]
+
+
+def latest_sweep_best_run(client) -> str:
+    """Run id of the best trial of the most recently finished sweep.
+
+    Raises:
+        RunLookupError: no finished sweep is recorded.
+    """
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, filter_string="tags.`dflab.kind` = 'sweep'",
+                              order_by=["attributes.end_time DESC"], max_results=20)
+    for run in runs:
+        best = run.data.tags.get("best_run_id")
+        if best:
+            return best
+    raise RunLookupError("no finished sweep with a best run in the tracking store; run `make sweep` "
+                         "first or pass RUN=<mlflow run id>")

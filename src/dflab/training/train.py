@@ -29,8 +29,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from dflab.config import ConfigError, ExperimentConfig, build_config, flatten, save_config, to_dict
 from dflab.data.datamodule import DeepfakeDataModule
 from dflab.data.items import dataset_roots
-from dflab.models import create_model
-from dflab.models.checkpoint import CheckpointError, read_checkpoint
+from dflab.models.checkpoint import CheckpointError, build_net, read_checkpoint
 from dflab.tracking.mlflow_utils import (
     TrackingError,
     check_writable,
@@ -64,16 +63,6 @@ class RunResult:
     best_score: float
     best_checkpoint: str
     metrics: dict[str, float] = field(default_factory=dict)
-
-
-def build_net(cfg: ExperimentConfig) -> torch.nn.Module:
-    """The network a config describes, built by :func:`create_model`."""
-    assert cfg.data.image_size is not None, "data.image_size is resolved at config load"
-    return create_model(cfg.model.backbone, img_size=cfg.data.image_size,
-                       pretrained_file=cfg.model.pretrained_file, drop_rate=cfg.model.drop_rate,
-                       temporal=cfg.model.temporal, temporal_hidden=cfg.model.temporal_hidden,
-                       temporal_layers=cfg.model.temporal_layers,
-                       embed_dim=cfg.triplet.embed_dim if cfg.triplet.enabled else 0)
 
 
 def build_module(cfg: ExperimentConfig) -> DetectorModule:

@@ -97,7 +97,7 @@ def run_triplet(cfg: ExperimentConfig, **kwargs: Any) -> Any:
     ``trainer.max_epochs`` epochs as ``<name>``. The runs carry each other's id in the tags
     ``dflab.classifier_run`` and ``dflab.embedding_run``.
     """
-    from dflab.export.export import load_checkpoint
+    from dflab.models.checkpoint import load_checkpoint
     from dflab.tracking.mlflow_utils import client as mlflow_client
     from dflab.training.freeze import BackboneFreeze
     from dflab.training.train import build_net, run_experiment
