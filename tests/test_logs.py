@@ -41,3 +41,20 @@ def test_a_run_logged_to_a_file_reads_well(fast_overrides, small_manifest, tmp_p
     (stored,) = artifact.glob("best-*.ckpt")
     (local_best,) = Path(tmp_path / "outputs").glob(f"*/{run.info.run_id}/checkpoints/best-*.ckpt")
     assert os.path.samefile(stored, local_best)
+
+
+def test_library_output_goes_through_a_logger(capsys):
+    import logging
+
+    from dflab.utils.report import report
+
+    report("table\n")
+    assert capsys.readouterr().out == "table\n"  # by default: the plain text on stdout
+    log = logging.getLogger("dflab.report")
+    level = log.level
+    log.setLevel(logging.WARNING)  # a user (or a notebook) silences it like any logger
+    try:
+        report("hidden")
+        assert capsys.readouterr().out == ""
+    finally:
+        log.setLevel(level)

@@ -29,6 +29,7 @@ from dflab.data.sources import DatasetLayoutError, VideoItem
 from dflab.faces.crop_cache import CropCache
 from dflab.faces.index import FaceIndex, FaceReport, VideoFaces
 from dflab.faces.manipulated import training_tracks
+from dflab.utils.report import report
 from dflab.utils.threads import worker_init
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class DeepfakeDataModule(pl.LightningDataModule):
             refuse_train_without_fakes(items, self.data_cfg)
         self.face_report, _ = self.face_stage().build(items, self.faces_cfg.workers, self.progress)
         if self.progress and self.face_report.done:  # new detections: show what was found
-            print(self.face_report.summary_table())
+            report(self.face_report.summary_table())
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

@@ -41,6 +41,7 @@ from dflab.data.demo_faces import load_portraits
 from dflab.data.demo_render import frame_landmarks, render_video
 from dflab.data.sources import SPLITS
 from dflab.utils.atomic import atomic_write
+from dflab.utils.report import report
 from dflab.video import write_video
 
 __all__ = [
@@ -286,5 +287,5 @@ def ensure_demo_dataset(
         counts = Counter(v.split for v in videos)
         per_split = ", ".join(f"{split} {counts[split]}" for split in SPLITS)
         seconds = time.perf_counter() - start
-        print(f"demo dataset: {len(videos)} videos ({per_split}) in {root} ({seconds:.1f} s)")
+        report(f"demo dataset: {len(videos)} videos ({per_split}) in {root} ({seconds:.1f} s)")
     return manifest

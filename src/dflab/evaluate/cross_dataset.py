@@ -27,6 +27,7 @@ from dflab.data.items import dataset_roots
 from dflab.training.breakdown import BreakdownRow, breakdown, breakdown_table, write_breakdown
 from dflab.training.module import DetectorModule
 from dflab.training.reports import plot_roc, write_predictions
+from dflab.utils.report import report
 from dflab.utils.tables import render_table
 from dflab.utils.threads import set_training_threads
 
@@ -198,12 +199,12 @@ def cross_dataset_evaluation(
     what = (f"{trained.name} ({trained.model.backbone})" if len(members) == 1 else
             f"ensemble of {len(members)} ({combine}: {', '.join(m[1].model.backbone for m in members)})")
     title = f"{what} on {len(results)} test set(s)"
-    print(results_table(results, title))
+    report(results_table(results, title))
     for r in results:
         if r.rows:
-            print(breakdown_table(f"{r.name} test", r.rows))
+            report(breakdown_table(f"{r.name} test", r.rows))
         if r.excluded:
-            print(f"{r.name}: {len(r.excluded)} test video(s) left out and not scored: "
+            report(f"{r.name}: {len(r.excluded)} test video(s) left out and not scored: "
                   + "; ".join(f"{Path(e['path']).name} ({e['reason']})" for e in r.excluded[:5]))
 
     out = Path("outputs/evaluation") / (run_id or "-".join(Path(c).stem for c in checkpoints))
@@ -223,9 +224,9 @@ def cross_dataset_evaluation(
             for k, v in r.metrics.items():
                 if not math.isnan(v):
                     client.log_metric(run_id, f"eval/{r.name}/{k}", v)
-        print(f"logged the table, ROC plot and predictions to MLflow run {run_id} (artifacts/evaluation)")
+        report(f"logged the table, ROC plot and predictions to MLflow run {run_id} (artifacts/evaluation)")
     else:
-        print(f"wrote the table, ROC plot and predictions to {out}")
+        report(f"wrote the table, ROC plot and predictions to {out}")
     return results
 
 

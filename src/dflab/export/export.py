@@ -20,6 +20,7 @@ from torch import nn
 from dflab.config import ExperimentConfig
 from dflab.config.schema import LoggingConfig
 from dflab.models.checkpoint import load_checkpoint
+from dflab.utils.report import report
 
 
 class ExportParityError(RuntimeError):
@@ -100,7 +101,7 @@ def export_model(net: nn.Module, frames: torch.Tensor, out_dir: str | Path, atol
 
     result = ExportResult(onnx_path, pt2_path, float(np.abs(onnx_logits - eager).max()),
                           float(np.abs(pt2 - eager).max()), len(frames))
-    print(f"parity on {result.num_frames} real face crops: max |logit difference| "
+    report(f"parity on {result.num_frames} real face crops: max |logit difference| "
           f"onnx={result.onnx_max_abs_diff:.2e}  pt2={result.pt2_max_abs_diff:.2e}  (tolerance {atol:g})")
     for name, diff in (("ONNX", result.onnx_max_abs_diff), ("torch.export", result.pt2_max_abs_diff)):
         if not diff <= atol:
@@ -122,7 +123,7 @@ def export_run(run_id: str | None = None, tracking_uri: str = "sqlite:///mlruns/
     with tempfile.TemporaryDirectory() as tmp:
         cfg, net = load_checkpoint(run_checkpoint(client, run_id, tmp))
     target = Path(out_dir) / run_id
-    print(f"exporting run {run_id} ({cfg.name}, {cfg.model.backbone}) to {target}")
+    report(f"exporting run {run_id} ({cfg.name}, {cfg.model.backbone}) to {target}")
     result = export_model(net, sample_frames(cfg), target, atol)
     window = [cfg.data.frames_per_clip] if cfg.model.temporal != "none" else []
     meta = {"run_id": run_id, "backbone": cfg.model.backbone, "temporal": cfg.model.temporal,
@@ -137,5 +138,5 @@ def export_run(run_id: str | None = None, tracking_uri: str = "sqlite:///mlruns/
         client.log_artifact(run_id, str(path), "export")
     client.log_metric(run_id, "export/onnx_max_abs_diff", result.onnx_max_abs_diff)
     client.log_metric(run_id, "export/pt2_max_abs_diff", result.pt2_max_abs_diff)
-    print(f"logged model.onnx, model.pt2 and export.json to MLflow run {run_id} (artifacts/export)")
+    report(f"logged model.onnx, model.pt2 and export.json to MLflow run {run_id} (artifacts/export)")
     return result

@@ -38,6 +38,7 @@ from dflab.tracking.mlflow_utils import client as mlflow_client
 from dflab.training.module import NonFiniteLossError
 from dflab.training.train import run_experiment
 from dflab.utils.quiet import quiet_known_warnings
+from dflab.utils.report import report
 from dflab.utils.tables import render_table
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
                                 load_if_exists=True)
     study.set_user_attr("mlflow_parent_run_id", parent)
     total = n_trials if n_trials is not None else cfg.n_trials
-    print(f"Sweep {cfg.study!r}: {len(study.trials)} trials so far in {cfg.storage}; adding {total}. "
+    report(f"Sweep {cfg.study!r}: {len(study.trials)} trials so far in {cfg.storage}; adding {total}. "
           f"MLflow parent run {parent}")
 
     def record_failure(trial: optuna.Trial, run_name: str, tags: dict[str, str], exp: Any,
@@ -207,7 +208,7 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
         exp = None
         try:
             sampled = suggest(trial, cfg.params)
-            print(f"\n── trial {trial.number}: {' '.join(sampled)}")
+            report(f"\n── trial {trial.number}: {' '.join(sampled)}")
             exp = load_config(cfg.experiment, [*cfg.overrides, *sampled])
             exp.logging.experiment = cfg.mlflow_experiment
             exp.logging.run_name = run_name
@@ -222,12 +223,12 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
                 client.set_tag(run_id, "optuna.state", "PRUNED")
                 client.set_tag(run_id, "dflab.error", str(err)[:5000])
                 client.set_terminated(run_id, "KILLED")
-            print(f"   trial {trial.number}: {err}")
+            report(f"   trial {trial.number}: {err}")
             raise
         except (KeyboardInterrupt, SystemExit) as err:
             # Ctrl-C (or a stop signal): the sweep stops, this trial is marked failed, not left running.
             record_failure(trial, run_name, tags, exp, err, "KILLED")
-            print(f"\nSweep interrupted during trial {trial.number} ({error_line(err)}); "
+            report(f"\nSweep interrupted during trial {trial.number} ({error_line(err)}); "
                   "finished trials are kept.")
             if isinstance(err, KeyboardInterrupt):
                 raise
@@ -298,13 +299,13 @@ def _summarise(study: optuna.Study, cfg: SweepConfig, client: Any, parent: str, 
         table.add_row(str(t.number), t.state.name, value,
                       *(_fmt(t.params.get(k, "-")) for k in cfg.params), t.user_attrs.get("mlflow_run_id", "-"),
                       error if len(error) <= 100 else error[:99] + "…")
-    print(render_table(table, 160))
+    report(render_table(table, 160))
     all_failed = bool(finished) and all(t.state == State.FAIL for t in finished)
     if status == "FINISHED" and (all_failed or not complete):
         status = "FAILED"
     if not complete:
         client.set_terminated(parent, status)
-        print("No trial completed.")
+        report("No trial completed.")
         return
     best = study.best_trial
     best_run = best.user_attrs.get("mlflow_run_id", "")
@@ -323,8 +324,8 @@ def _summarise(study: optuna.Study, cfg: SweepConfig, client: Any, parent: str, 
             client.log_artifact(parent, str(plot), "plots")
     client.set_terminated(parent, status)
     params = "  ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
-    print(f"\nBest trial {best.number}: value {best.value:.4f}  {params}")
-    print(f"Best MLflow run {best_run} (parent {parent}, {status}); compare trials with `make ui`.")
+    report(f"\nBest trial {best.number}: value {best.value:.4f}  {params}")
+    report(f"Best MLflow run {best_run} (parent {parent}, {status}); compare trials with `make ui`.")
 
 
 def _fmt(value: Any) -> str:

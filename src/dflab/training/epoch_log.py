@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
+
+from dflab.utils.report import report
 
 SHOWN = ("train/loss_epoch", "val/loss", "val/video_auroc", "val/frame_auroc", "val/video_eer")
 
@@ -30,15 +31,15 @@ def _duration(seconds: float) -> str:
 
 
 class EpochLines(Callback):
-    """Print one line of the main metrics per epoch (rank 0 only), with the epoch time and an ETA.
+    """Report one line of the main metrics per epoch (rank 0 only), with the epoch time and an ETA
+    (:func:`dflab.utils.report.report`: standard output unless configured otherwise).
 
     Args:
         monitor: the metric the run selects its checkpoint by (always shown).
-        stream: where to write (standard output by default).
     """
 
-    def __init__(self, monitor: str, stream: Any = None) -> None:
-        self.monitor, self.stream = monitor, stream
+    def __init__(self, monitor: str) -> None:
+        self.monitor = monitor
         self._start = time.perf_counter()
         self._epoch_start = self._start
 
@@ -62,7 +63,7 @@ class EpochLines(Callback):
         done = trainer.current_epoch + 1
         if trainer.max_epochs and done < trainer.max_epochs:
             parts.append(f"ETA {_duration((now - self._start) / done * (trainer.max_epochs - done))}")
-        print("  ".join(parts), file=self.stream or sys.stdout, flush=True)
+        report("  ".join(parts))
 
 
 def interactive() -> bool:

@@ -43,6 +43,7 @@ from dflab.training.freeze import BackboneFreeze
 from dflab.training.module import DetectorModule
 from dflab.training.reports import metrics_table, model_description, plot_roc, write_predictions
 from dflab.utils.quiet import quiet_known_warnings
+from dflab.utils.report import report
 from dflab.utils.threads import set_training_threads
 
 log = logging.getLogger(__name__)
@@ -314,7 +315,7 @@ def _fit_and_report(cfg: ExperimentConfig, module: DetectorModule, datamodule: D
     result = RunResult(logger.run_id, best_score, best_path, {k: v for k, v in final.items() if "/" in k})
     if trainer.is_global_zero:
         what = f"{cfg.logging.run_name or cfg.name} ({model_description(cfg.model, cfg.data, cfg.triplet)})"
-        print(metrics_table(result.metrics, title=f"{what}: best checkpoint by {monitor}"))
+        report(metrics_table(result.metrics, title=f"{what}: best checkpoint by {monitor}"))
         try:
             _log_artifacts(cfg, logger, datamodule, checkpoint, curves, result, trainer.global_step)
         except (OSError, MlflowException) as err:
@@ -323,7 +324,7 @@ def _fit_and_report(cfg: ExperimentConfig, module: DetectorModule, datamodule: D
             raise TrackingError(f"MLflow run {logger.run_id}: its artifacts could not be stored "
                                 f"({type(err).__name__}: {err}); the run is marked FAILED. The trained "
                                 f"checkpoint is kept at {best_path}") from None
-        print(f"MLflow run {result.run_id}  best {monitor}={best_score:.4f}  checkpoint {best_path}")
+        report(f"MLflow run {result.run_id}  best {monitor}={best_score:.4f}  checkpoint {best_path}")
     return result
 
 
@@ -422,7 +423,7 @@ def _log_artifacts(cfg: ExperimentConfig, logger: MLFlowLogger, datamodule: Deep
                     client.log_metric(run_id, key, value, step=step)
                 client.log_artifact(run_id, str(write_breakdown(tmpdir / f"breakdown_{stage}.csv", stage, rows)),
                                     "reports")
-                print(breakdown_table(stage, rows))
+                report(breakdown_table(stage, rows))
         if probs_by_stage:
             title = f"{cfg.logging.run_name or cfg.name}: {model_description(cfg.model, cfg.data, cfg.triplet)}"
             client.log_artifact(run_id, str(plot_roc(probs_by_stage, tmpdir / "roc.png", title)), "plots")
