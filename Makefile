@@ -88,8 +88,9 @@ bench: $(STAMP) ## Measure throughput and face recall (Markdown on stdout, outpu
 	$(PYTHON) bench/faces.py
 	$(PYTHON) bench/video.py
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, and the import-layer contract of setup.cfg (docs/architecture.md)
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP) ## mypy
 	$(VENV)/bin/mypy

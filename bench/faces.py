@@ -134,8 +134,8 @@ def pan_video(path: Path, crf: int) -> tuple[Path, list[Boxes]]:
 
 
 def main() -> None:
-    from dflab.data.demo import DemoSpec, ensure_demo_dataset
-    from dflab.data.sources import read_manifest
+    from dflab.datasets.demo.build import DemoSpec, ensure_demo_dataset
+    from dflab.datasets.sources import read_manifest
     from dflab.faces.detector import create_detector
     from dflab.faces.index import FaceIndex
     from dflab.faces.scrfd import sample_pack_root

@@ -25,10 +25,10 @@ def timed(fn, repeat: int = 1) -> float:
 
 
 def main() -> None:
-    from dflab.config import load_config
-    from dflab.data.datamodule import DeepfakeDataModule
-    from dflab.data.demo import DemoSpec, ensure_demo_dataset
-    from dflab.data.sources import read_manifest
+    from dflab.clips.datamodule import DeepfakeDataModule
+    from dflab.datasets.demo.build import DemoSpec, ensure_demo_dataset
+    from dflab.datasets.sources import read_manifest
+    from dflab.experiment import load_experiment
     from dflab.export.export import export_model
     from dflab.faces.index import FaceIndex
     from dflab.models import create_model
@@ -53,7 +53,7 @@ def main() -> None:
         rows.append((f"face index, blazeface, {workers} worker(s)", f"{len(items) * 16 / t:.1f} frames/s",
                      f"{len(items)} videos x 16 sampled frames, {t:.1f} s incl. decode"))
 
-    cfg = load_config("experiments/mesonet4_demo.yaml", [f"data.root={out / 'demo'}",
+    cfg = load_experiment("experiments/mesonet4_demo.yaml", [f"data.root={out / 'demo'}",
                                                           f"faces.cache_dir={out / 'faces2'}"])
     for workers in (0, 2):
         cfg.data.num_workers = workers
@@ -126,7 +126,7 @@ def main() -> None:
 def training_thread_rows(cfg) -> list[tuple[str, str, str]]:
     """Training throughput with 2 loader workers: PyTorch's default thread count (one per
     core) against dflab's (the cores left after one per worker)."""
-    from dflab.data.datamodule import DeepfakeDataModule
+    from dflab.clips.datamodule import DeepfakeDataModule
     from dflab.models import create_model
     from dflab.utils.threads import available_cores, training_threads
 

@@ -14,7 +14,7 @@ os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
 @pytest.fixture(scope="session")
 def small_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small demo dataset (8 identities, 2 real + 2 fake videos each, 16 frames, 128 px)."""
-    from dflab.data.demo import DemoSpec, ensure_demo_dataset
+    from dflab.datasets.demo.build import DemoSpec, ensure_demo_dataset
 
     root = tmp_path_factory.mktemp("small_demo")
     spec = DemoSpec(seed=1, size=128, num_frames=16, reals_per_identity=2, fakes_per_identity=2)

@@ -160,7 +160,7 @@ def test_artifacts_that_cannot_be_stored_fail_the_run_and_keep_the_checkpoint(tm
     import pytorch_lightning as pl
     from mlflow import MlflowClient
 
-    from dflab.config import load_config
+    from dflab.experiment import load_experiment
     from dflab.tracking.mlflow_utils import TrackingError
     from dflab.training.train import run_experiment
 
@@ -173,7 +173,7 @@ def test_artifacts_that_cannot_be_stored_fail_the_run_and_keep_the_checkpoint(tm
                 Path(root).rmdir()
             Path(root).write_text("in the way")
 
-    cfg = load_config(EXPERIMENT, fast_overrides)
+    cfg = load_experiment(EXPERIMENT, fast_overrides)
     with pytest.raises(TrackingError, match="could not be stored") as caught:
         run_experiment(cfg, callbacks=[BreakArtifactStore()], progress=False, model_summary=False)
     message = str(caught.value)

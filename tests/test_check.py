@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from dflab.config import ConfigError, build_config
-from dflab.data.check import check_dataset
-from dflab.data.datasets import build_options, dataset_names, scan_dataset
-from dflab.data.sources import DatasetLayoutError, VideoItem
-from dflab.training.breakdown import breakdown, breakdown_metrics
+from dflab.config import ConfigError
+from dflab.datasets import build_options, dataset_names, scan_dataset
+from dflab.datasets.check import check_dataset
+from dflab.datasets.sources import DatasetLayoutError, VideoItem
+from dflab.experiment import build_experiment
+from dflab.metrics.breakdown import breakdown, breakdown_metrics
 
 
 def _folder_tree(root: Path, place_video) -> Path:
@@ -62,11 +63,11 @@ def test_leaks_between_splits_are_found(tmp_path, place_video):
 
 
 def test_training_refuses_a_broken_layout_naming_the_file(tmp_path, place_video, fast_overrides):
-    from dflab.data.items import resolve_items
+    from dflab.datasets.resolve import resolve_items
 
     root = _folder_tree(tmp_path / "data", place_video)
     (root / "real" / "zero.mp4").touch()
-    cfg = build_config({}, [*fast_overrides, "data.source=folder", f"data.root={root}"])
+    cfg = build_experiment({}, [*fast_overrides, "data.source=folder", f"data.root={root}"])
     with pytest.raises(DatasetLayoutError, match=r"(?s)empty.*zero\.mp4"):
         resolve_items(cfg.data)
 
@@ -76,7 +77,7 @@ def test_adapter_options_are_strict():
     with pytest.raises(ConfigError, match=r"data\.options\.compression"):
         build_options("folder", {"compression": "c23"})
     with pytest.raises(ConfigError, match=r"data\.source: 'foldr'.*did you mean 'folder'"):
-        build_config({"data": {"source": "foldr"}})
+        build_experiment({"data": {"source": "foldr"}})
 
 
 def test_cli_data_check_exits_nonzero_and_lists_problems(tmp_path, place_video):

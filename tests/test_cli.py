@@ -62,7 +62,7 @@ def test_faces_command_survives_kill_9_and_resumes(small_manifest, tmp_path):
     import signal
     import time
 
-    from dflab.data.sources import read_manifest
+    from dflab.datasets.sources import read_manifest
     from dflab.faces.index import FaceIndex
 
     cache = tmp_path / "faces"

@@ -12,8 +12,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from dflab.config import ConfigError, build_config
-from dflab.data.datamodule import DeepfakeDataModule
+from dflab.clips.datamodule import DeepfakeDataModule
+from dflab.config import ConfigError
+from dflab.experiment import build_experiment
 from dflab.training.train import build_module
 
 
@@ -32,7 +33,7 @@ def _own_folder_dataset(small_manifest: Path, root: Path) -> Path:
 
 def test_two_datasets_mix_with_weights_and_keep_their_names(fast_overrides, small_manifest, tmp_path):
     own = _own_folder_dataset(small_manifest, tmp_path / "own")
-    cfg = build_config({"data": {"extra_sources": [{"source": "folder", "root": str(own), "name": "mine",
+    cfg = build_experiment({"data": {"extra_sources": [{"source": "folder", "root": str(own), "name": "mine",
                                                     "weight": 3.0}]}}, fast_overrides)
     dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
     dm.prepare_data()
@@ -63,11 +64,11 @@ def test_two_datasets_mix_with_weights_and_keep_their_names(fast_overrides, smal
 
 def test_mixed_sources_are_checked_by_name():
     with pytest.raises(ConfigError, match=r"data\.extra_sources\[0\]\.root"):
-        build_config({"data": {"extra_sources": [{"source": "folder"}]}})
+        build_experiment({"data": {"extra_sources": [{"source": "folder"}]}})
     with pytest.raises(ConfigError, match=r"data\.extra_sources\[0\]\.source: 'nope'"):
-        build_config({"data": {"extra_sources": [{"source": "nope", "root": "x"}]}})
+        build_experiment({"data": {"extra_sources": [{"source": "nope", "root": "x"}]}})
     with pytest.raises(ConfigError, match=r"unknown config key 'data\.extra_sources\[0\]\.wieght'"):
-        build_config({"data": {"extra_sources": [{"source": "folder", "root": "x", "wieght": 2}]}})
+        build_experiment({"data": {"extra_sources": [{"source": "folder", "root": "x", "wieght": 2}]}})
     with pytest.raises(ConfigError, match="repeat"):
-        build_config({"data": {"source": "folder", "root": "a",
+        build_experiment({"data": {"source": "folder", "root": "a",
                                "extra_sources": [{"source": "folder", "root": "b"}]}})

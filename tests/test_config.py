@@ -2,13 +2,14 @@ from pathlib import Path
 
 import pytest
 
-from dflab.config import ConfigError, build_config, flatten, load_config, save_config, to_dict
+from dflab.config import ConfigError, flatten, save_config, to_dict
+from dflab.experiment import build_experiment, load_experiment
 
 EXPERIMENTS = sorted(Path("experiments").glob("*.yaml"))
 
 
 def test_overrides_are_typed():
-    cfg = build_config({}, ["trainer.max_epochs=3", "optim.lr=1e-3", "model.backbone=efficientnet_b0",
+    cfg = build_experiment({}, ["trainer.max_epochs=3", "optim.lr=1e-3", "model.backbone=efficientnet_b0",
                             "model.pretrained_file=null", "trainer.gradient_clip_val=0.5"])
     assert cfg.trainer.max_epochs == 3
     assert cfg.optim.lr == pytest.approx(1e-3)
@@ -32,7 +33,7 @@ def test_overrides_are_typed():
 )
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
-        build_config({}, [override])
+        build_experiment({}, [override])
     assert message in str(err.value)
 
 
@@ -40,32 +41,32 @@ def test_unknown_key_in_yaml_names_file_and_key(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text("data:\n  image_sise: 64\n")
     with pytest.raises(ConfigError, match=r"exp.yaml: unknown config key 'data.image_sise'.*image_size"):
-        load_config(path)
+        load_experiment(path)
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
 def test_every_experiment_file_loads_and_round_trips(path, tmp_path):
-    cfg = load_config(path)
-    again = load_config(save_config(cfg, tmp_path / "resolved.yaml"))
+    cfg = load_experiment(path)
+    again = load_experiment(save_config(cfg, tmp_path / "resolved.yaml"))
     assert to_dict(again) == to_dict(cfg)
     assert not any(str(v).startswith("/") for v in flatten(to_dict(cfg)).values()), "absolute path in config"
 
 
 def test_flatten_keys_are_stable():
-    a = flatten(to_dict(build_config({}, ["optim.lr=0.1"])))
-    b = flatten(to_dict(build_config({}, ["model.backbone=resnet18"])))
+    a = flatten(to_dict(build_experiment({}, ["optim.lr=0.1"])))
+    b = flatten(to_dict(build_experiment({}, ["model.backbone=resnet18"])))
     assert a.keys() == b.keys()
     assert "trainer.max_epochs" in a
 
 
 def test_face_frame_step_must_not_be_negative():
-    assert build_config({}, ["faces.frame_step=3"]).faces.frame_step == 3
+    assert build_experiment({}, ["faces.frame_step=3"]).faces.frame_step == 3
     with pytest.raises(ConfigError, match=r"faces\.frame_step"):
-        build_config({}, ["faces.frame_step=-2"])
+        build_experiment({}, ["faces.frame_step=-2"])
 
 
 def test_an_experiment_extends_a_base_file(tmp_path):
-    from dflab.config import load_config
+    from dflab.experiment import load_experiment
 
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "common.yaml").write_text(
@@ -73,7 +74,7 @@ def test_an_experiment_extends_a_base_file(tmp_path):
         "model:\n  backbone: meso4\n  drop_rate: 0.3\noptim:\n  lr: 1.0e-3\n")
     (tmp_path / "middle.yaml").write_text("extends: base/common.yaml\nname: middle\nmodel:\n  drop_rate: 0.1\n")
     (tmp_path / "child.yaml").write_text("extends: middle.yaml\nname: child\ndata:\n  batch_size: 8\n")
-    cfg = load_config(tmp_path / "child.yaml", ["optim.lr=0.01"])
+    cfg = load_experiment(tmp_path / "child.yaml", ["optim.lr=0.01"])
     assert (cfg.name, cfg.data.batch_size, cfg.data.val_fraction) == ("child", 8, 0.25)  # deep-merged
     assert (cfg.model.backbone, cfg.model.drop_rate, cfg.optim.lr) == ("meso4", 0.1, 0.01)
 
@@ -85,12 +86,13 @@ def test_an_experiment_extends_a_base_file(tmp_path):
     ({"a.yaml": "extends: b.yaml\nmodel:\n  backbone_name: x\n", "b.yaml": "name: b\n"}, "unknown config key 'model.backbone_name'"),
 ])
 def test_extends_errors_name_the_file(tmp_path, files, message):
-    from dflab.config import ConfigError, load_config
+    from dflab.config import ConfigError
+    from dflab.experiment import load_experiment
 
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     with pytest.raises(ConfigError, match=message) as err:
-        load_config(tmp_path / "a.yaml")
+        load_experiment(tmp_path / "a.yaml")
     assert "a.yaml" in str(err.value)
 
 

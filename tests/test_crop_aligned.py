@@ -13,9 +13,10 @@ import pytest
 import pytorch_lightning as pl
 from PIL import Image
 
-from dflab.config import ConfigError, build_config
-from dflab.data.datamodule import DeepfakeDataModule
-from dflab.data.dataset import ClipSpec, FaceClipDataset
+from dflab.clips.datamodule import DeepfakeDataModule
+from dflab.clips.dataset import ClipSpec, FaceClipDataset
+from dflab.config import ConfigError
+from dflab.experiment import build_experiment
 from dflab.faces.crop import (
     ARCFACE_TEMPLATE,
     aligned_template,
@@ -24,7 +25,7 @@ from dflab.faces.crop import (
     similarity_transform,
 )
 from dflab.faces.detector import Detection, create_detector
-from dflab.faces.index import VideoFaces
+from dflab.faces.record import VideoFaces
 from dflab.training.train import build_module
 from dflab.video import read_frames
 
@@ -177,7 +178,7 @@ def test_landmarks_at_interpolates_between_samples():
 
 
 def test_aligned_config_trains_one_batch(fast_overrides):
-    cfg = build_config({}, [*fast_overrides, "faces.crop=aligned"])
+    cfg = build_experiment({}, [*fast_overrides, "faces.crop=aligned"])
     assert cfg.faces.crop == "aligned"
     dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
     dm.prepare_data()
@@ -210,6 +211,6 @@ def test_aligned_config_trains_one_batch(fast_overrides):
 
 def test_unknown_crop_mode_is_refused():
     with pytest.raises(ConfigError, match=r"faces\.crop: 'bogus' is not one of box, aligned"):
-        build_config({}, ["faces.crop=bogus"])
+        build_experiment({}, ["faces.crop=bogus"])
     with pytest.raises(ValueError, match="crop mode"):
         ClipSpec(crop="bogus")

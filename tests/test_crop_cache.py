@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from dflab.config import load_config
-from dflab.data.datamodule import DeepfakeDataModule
+from dflab.clips.datamodule import DeepfakeDataModule
+from dflab.experiment import load_experiment
 from dflab.faces.crop_cache import CropCache
 
 
 def _datamodule(fast_overrides: list[str], tmp_path: Path, *extra: str) -> DeepfakeDataModule:
-    cfg = load_config("experiments/mesonet4_demo.yaml", [*fast_overrides, *extra])
+    cfg = load_experiment("experiments/mesonet4_demo.yaml", [*fast_overrides, *extra])
     dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
     dm.prepare_data()
     dm.setup("fit")
@@ -78,7 +78,7 @@ def test_crop_cache_key_is_a_boolean(value, fast_overrides):
     from dflab.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"faces\.crop_cache"):
-        load_config("experiments/mesonet4_demo.yaml", [*fast_overrides, f"faces.crop_cache={value}"])
+        load_experiment("experiments/mesonet4_demo.yaml", [*fast_overrides, f"faces.crop_cache={value}"])
 
 
 def test_atomic_write_leaves_the_old_file_or_the_new_one(tmp_path):

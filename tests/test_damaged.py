@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 from torch.utils.data import DataLoader
 
-from dflab.config import build_config
-from dflab.data.datamodule import DeepfakeDataModule
-from dflab.data.dataset import ClipSpec, FaceClipDataset, collate_clips
-from dflab.data.sources import VideoItem
-from dflab.faces.index import FaceIndex, sample_indices
+from dflab.clips.datamodule import DeepfakeDataModule
+from dflab.clips.dataset import ClipSpec, FaceClipDataset, collate_clips
+from dflab.datasets.sources import VideoItem
+from dflab.experiment import build_experiment
+from dflab.faces.detect import sample_indices
+from dflab.faces.index import FaceIndex
 from dflab.video import check_decode, probe, write_video
 from dflab.video.faults import damage_bytes
 from footage import face_frames, manifest_with
@@ -82,7 +83,7 @@ def test_training_replaces_a_broken_clip_by_another_of_the_same_video(damaged) -
 
 
 def test_datamodule_warns_once_and_reports_each_failure(damaged, caplog) -> None:
-    cfg = build_config({}, ["data.source=folder", f"data.root={Path(damaged[0]).parent}"])
+    cfg = build_experiment({}, ["data.source=folder", f"data.root={Path(damaged[0]).parent}"])
     dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
     rec = {"path": "v.mp4", "split": "val", "clip": 3, "frames": "279-281", "action": "dropped",
            "reason": "v.mp4: frames 279-281 could not be decoded"}
@@ -101,7 +102,7 @@ def test_training_with_a_damaged_video_finishes_and_reports_it(manifest, fast_ov
 
     # Validation clips of 8 frames every 2nd frame (15 frames), 40 per video: they cover every
     # frame of the damaged video, so some need the lost frames.
-    cfg = build_config({}, [*fast_overrides, f"data.root={manifest}", "data.frames_per_clip=8",
+    cfg = build_experiment({}, [*fast_overrides, f"data.root={manifest}", "data.frames_per_clip=8",
                             "data.frame_stride=2", "data.eval_clips_per_video=40",
                             "data.train_clips_per_video=16"])
     result = run_experiment(cfg, progress=False)
@@ -119,7 +120,7 @@ def test_a_video_shorter_than_one_clip_is_left_out_and_recorded(fast_overrides, 
     short = write_video(tmp_path / "short.mp4", face_frames(2), fps=10)
     file = manifest_with(small_manifest, tmp_path / "m.csv",
                          {"path": str(short), "label": "real", "split": "train", "group": "short"})
-    cfg = build_config({}, [*fast_overrides, f"data.root={file}", "data.frames_per_clip=3"])
+    cfg = build_experiment({}, [*fast_overrides, f"data.root={file}", "data.frames_per_clip=3"])
     dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
     dm.prepare_data()
     with caplog.at_level("WARNING"):

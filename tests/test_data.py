@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from dflab.config import build_config
-from dflab.data.datamodule import DeepfakeDataModule
-from dflab.data.sources import DatasetLayoutError, read_manifest
+from dflab.clips.datamodule import DeepfakeDataModule
+from dflab.datasets.sources import DatasetLayoutError, read_manifest
+from dflab.experiment import build_experiment
 
 
 @pytest.fixture
 def datamodule(fast_overrides):
-    cfg = build_config({}, [*fast_overrides, "data.frames_per_clip=3", "data.frame_stride=2"])
+    cfg = build_experiment({}, [*fast_overrides, "data.frames_per_clip=3", "data.frame_stride=2"])
     dm = DeepfakeDataModule(cfg.data, cfg.faces, seed=0, progress=False)
     dm.prepare_data()
     dm.setup("fit")
@@ -52,7 +52,7 @@ def test_dataset_without_fakes_in_val_is_refused(tmp_path, small_manifest, fast_
     kept = [rows[0]] + [r for r in rows[1:] if not (",val," in r and ",fake," in r)]
     manifest = small_manifest.parent / "no_val_fakes.csv"
     manifest.write_text("\n".join(kept) + "\n")
-    cfg = build_config({}, [*fast_overrides, f"data.root={manifest}"])
+    cfg = build_experiment({}, [*fast_overrides, f"data.root={manifest}"])
     dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
     with pytest.raises(DatasetLayoutError, match="val split holds only real videos"):
         dm.setup("fit")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import dflab.data.datasets.celebdf as celebdf  # registers the adapter
+import dflab.datasets.celebdf as celebdf  # registers the adapter
 from dflab.config import ConfigError
-from dflab.data.check import check_dataset
-from dflab.data.datasets import scan_dataset
-from dflab.data.sources import DatasetLayoutError
+from dflab.datasets import scan_dataset
+from dflab.datasets.check import check_dataset
+from dflab.datasets.sources import DatasetLayoutError
 
 # Three identity clusters linked by fakes ({id0, id1}, {id2, id3}, {id4, id5}) and six YouTube videos.
 CELEB_REAL = ["id0_0000", "id0_0001", "id1_0000", "id1_0001", "id2_0000", "id2_0001", "id3_0000",
@@ -51,7 +51,7 @@ def split_identities(items) -> dict[str, set[str]]:
 
 def test_official_protocol_counts_labels_sources_and_no_leak(tmp_path, place_video, caplog):
     root = build_tree(tmp_path, place_video, newline="\r\n")
-    with caplog.at_level(logging.INFO, logger="dflab.data.datasets.celebdf"):
+    with caplog.at_level(logging.INFO, logger="dflab.datasets.celebdf"):
         items = scan_dataset("celebdf", root, OFFICIAL)
     assert len(items) == len(CELEB_REAL) + len(SYNTHESIS) + len(YOUTUBE)
     by_key = {it.key: it for it in items}
@@ -82,7 +82,7 @@ def test_official_protocol_counts_labels_sources_and_no_leak(tmp_path, place_vid
 
 def test_exclude_test_identities_drops_them_from_train_and_val(tmp_path, place_video, caplog):
     root = build_tree(tmp_path, place_video)
-    with caplog.at_level(logging.INFO, logger="dflab.data.datasets.celebdf"):
+    with caplog.at_level(logging.INFO, logger="dflab.datasets.celebdf"):
         items = scan_dataset("celebdf", root, {**OFFICIAL, "exclude_test_identities": True})
     ids = split_identities(items)
     assert ids["test"] == {"id0", "id1", "id2", "id3", "YouTube-real/00000", "YouTube-real/00001"}
@@ -97,7 +97,7 @@ def test_exclude_test_identities_drops_them_from_train_and_val(tmp_path, place_v
     assert test["Celeb-real/id0_0001"].group == "id0"  # strict: test groups are plain identities
     assert check_dataset(items).ok, check_dataset(items).message()
     (root / "List_of_testing_videos.txt").write_text("\n".join([*TEST_LIST, "1 Celeb-real/id5_0001.mp4"]))
-    with caplog.at_level(logging.WARNING, logger="dflab.data.datasets.celebdf"):
+    with caplog.at_level(logging.WARNING, logger="dflab.datasets.celebdf"):
         items = scan_dataset("celebdf", root, {**OFFICIAL, "exclude_test_identities": True})
     assert not any(it.label for it in items if it.split != "test")
     assert "leaves no fake outside the test list (the official list shows 5 celebrities)" in caplog.text
@@ -105,7 +105,7 @@ def test_exclude_test_identities_drops_them_from_train_and_val(tmp_path, place_v
 
 def test_split_by_identity_drops_fakes_linking_train_and_val(tmp_path, place_video, caplog):
     root = build_tree(tmp_path, place_video)
-    with caplog.at_level(logging.INFO, logger="dflab.data.datasets.celebdf"):
+    with caplog.at_level(logging.INFO, logger="dflab.datasets.celebdf"):
         runs = {seed: scan_dataset("celebdf", root, {"split_by": "identity", "val_fraction": 0.3,
                                                      "seed": seed}) for seed in range(6)}
     dropped = 0
@@ -134,11 +134,11 @@ def test_version_is_checked_against_the_release_counts(tmp_path, place_video, ca
     root = build_tree(tmp_path, place_video)
     found = {"Celeb-real": len(CELEB_REAL), "YouTube-real": len(YOUTUBE), "Celeb-synthesis": len(SYNTHESIS)}
     monkeypatch.setitem(celebdf.RELEASE_COUNTS, "v1", found)  # pretend the tree is a full v1 copy
-    with caplog.at_level(logging.WARNING, logger="dflab.data.datasets.celebdf"):
+    with caplog.at_level(logging.WARNING, logger="dflab.datasets.celebdf"):
         scan_dataset("celebdf", root, {})
     assert "hold exactly the videos of Celeb-DF v1, but version is v2" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="dflab.data.datasets.celebdf"):
+    with caplog.at_level(logging.WARNING, logger="dflab.datasets.celebdf"):
         assert scan_dataset("celebdf", root, {"version": "v1"})
     assert "exactly the videos" not in caplog.text
 

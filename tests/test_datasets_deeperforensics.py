@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-import dflab.data.datasets.deeperforensics  # noqa: F401  (registers the adapter)
+import dflab.datasets.deeperforensics  # noqa: F401  (registers the adapter)
 from dflab.config import ConfigError
-from dflab.data.check import check_dataset
-from dflab.data.datasets import scan_dataset
-from dflab.data.sources import DatasetLayoutError
+from dflab.datasets import scan_dataset
+from dflab.datasets.check import check_dataset
+from dflab.datasets.sources import DatasetLayoutError
 
 SPLIT_LISTS = {"train": ["000_M101.mp4", "001_M101.mp4", "002_W102.mp4"], "val": ["003_M004.mp4"],
                "test": ["004_W135.mp4", "005_W135.mp4"]}
@@ -45,7 +45,7 @@ def counts(items) -> Counter:
 
 def test_official_layout_counts_labels_and_links(tmp_path, place_video, caplog):
     root = build_tree(tmp_path, place_video)
-    with caplog.at_level(logging.WARNING, logger="dflab.data.datasets.deeperforensics"):
+    with caplog.at_level(logging.WARNING, logger="dflab.datasets.deeperforensics"):
         items = scan_dataset("deeperforensics", root, OPTIONS)
     assert counts(items) == Counter({("train", 1, "end_to_end"): 3, ("train", 0, ""): 3,
                                      ("val", 1, "end_to_end"): 1, ("val", 0, ""): 1,

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-import dflab.data.datasets.dfdc  # noqa: F401  (registers the adapters)
+import dflab.datasets.dfdc  # noqa: F401  (registers the adapters)
 from dflab.config import ConfigError
-from dflab.data.check import check_dataset
-from dflab.data.datasets import scan_dataset
-from dflab.data.sources import DatasetLayoutError
+from dflab.datasets import scan_dataset
+from dflab.datasets.check import check_dataset
+from dflab.datasets.sources import DatasetLayoutError
 
 # part -> {file: (label, original)}; every fake's original is a real of the same part
 PARTS: dict[int, dict[str, tuple[str, str | None]]] = {
@@ -105,7 +105,7 @@ def test_dfdc_fake_with_original_in_another_part_follows_its_cluster(tmp_path, p
     parts[1]["g1a2.mp4"] = ("FAKE", "ghost.mp4")
     parts[2]["g2a1.mp4"] = ("FAKE", "ghost.mp4")
     root = build_dfdc(tmp_path / "dfdc", place_video, parts=parts, test_set=None)
-    with caplog.at_level(logging.INFO, logger="dflab.data.datasets.dfdc"):
+    with caplog.at_level(logging.INFO, logger="dflab.datasets.dfdc"):
         items = scan_dataset("dfdc", root, {"split_by": "part", "val_parts": [1], "test_parts": [2]})
     assert "2 fake(s) sit in another part than their original" in caplog.text  # x2a1 and g2a1
     moved = next(it for it in items if it.key == "x2a1")
@@ -264,7 +264,7 @@ def test_preview_leaking_official_split_is_dropped_or_reported(tmp_path, place_v
     entries[swap] = {"augmentations": [], "label": "fake", "set": "train", "swapped_id": "200", "target_id": "103"}
     root = build_preview(tmp_path / "dfdc_preview_set", place_video, entries)
 
-    with caplog.at_level(logging.WARNING, logger="dflab.data.datasets.dfdc"):
+    with caplog.at_level(logging.WARNING, logger="dflab.datasets.dfdc"):
         items = scan_dataset("dfdc_preview", root, {})
     keys = {it.key for it in items}
     assert leak[:-4] not in keys and swap[:-4] in keys  # identity "target": only the filmed person

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import dflab.data.datasets.ffpp  # noqa: F401  (registers the adapter)
+import dflab.datasets.ffpp  # noqa: F401  (registers the adapter)
 from dflab.config import ConfigError
-from dflab.data.check import check_dataset
-from dflab.data.datasets import scan_dataset
-from dflab.data.sources import DatasetLayoutError, assign_splits
+from dflab.datasets import scan_dataset
+from dflab.datasets.check import check_dataset
+from dflab.datasets.sources import DatasetLayoutError, assign_splits
 
 CLASSIC = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 # pairs taken from the official dataset/splits/*.json of ondyari/FaceForensics
@@ -53,7 +53,7 @@ def counts(items) -> Counter:
 
 def test_official_layout_counts_labels_and_links(tmp_path, place_video, caplog):
     root = build_tree(tmp_path, place_video)
-    with caplog.at_level(logging.WARNING, logger="dflab.data.datasets.ffpp"):
+    with caplog.at_level(logging.WARNING, logger="dflab.datasets.ffpp"):
         items = scan_dataset("ffpp", root, {})
     c = counts(items)
     assert c[("train", 0, "")] == 4 and c[("val", 0, "")] == 2 and c[("test", 0, "")] == 2

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import dflab.data.datasets.timit  # noqa: F401  (registers the adapter)
+import dflab.datasets.timit  # noqa: F401  (registers the adapter)
 from dflab.config import ConfigError
-from dflab.data.check import check_dataset
-from dflab.data.datasets import scan_dataset
-from dflab.data.sources import DatasetLayoutError
+from dflab.datasets import scan_dataset
+from dflab.datasets.check import check_dataset
+from dflab.datasets.sources import DatasetLayoutError
 
 # Six VidTIMIT subject pairs, two recordings each (DeepfakeTIMIT has 16 pairs, ten each).
 PAIRS = [("fadg0", "fram1"), ("faks0", "fcft0"), ("fcmh0", "fcmr0"), ("mabw0", "mbdg0"),
@@ -87,7 +87,7 @@ def test_quality_seed_and_fractions(tmp_path, place_video):
 
 def test_without_vidtimit_only_fakes(tmp_path, place_video, caplog):
     root = build_tree(tmp_path, place_video)
-    with caplog.at_level(logging.WARNING, logger="dflab.data.datasets.timit"):
+    with caplog.at_level(logging.WARNING, logger="dflab.datasets.timit"):
         items = scan_dataset("deepfaketimit", root, {})
     assert {it.label for it in items} == {1} and len(items) == 48
     assert all(it.sources == () for it in items)

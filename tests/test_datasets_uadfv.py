@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import dflab.data.datasets.uadfv  # noqa: F401  (registers the adapter)
+import dflab.datasets.uadfv  # noqa: F401  (registers the adapter)
 from dflab.config import ConfigError
-from dflab.data.check import check_dataset
-from dflab.data.datasets import scan_dataset
-from dflab.data.sources import DatasetLayoutError
+from dflab.datasets import scan_dataset
+from dflab.datasets.check import check_dataset
+from dflab.datasets.sources import DatasetLayoutError
 
 IDS = [f"{i:04d}" for i in range(10)]
 
@@ -90,7 +90,7 @@ def test_empty_and_missing_partner_are_reported(tmp_path, place_video, caplog):
     empty.write_bytes(b"")
     gone = root / "real/0002.mp4"
     gone.unlink()
-    with caplog.at_level(logging.WARNING, logger="dflab.data.datasets.uadfv"):
+    with caplog.at_level(logging.WARNING, logger="dflab.datasets.uadfv"):
         items = scan_dataset("uadfv", root, {})
     assert "1 video(s) have no partner on disk" in caplog.text
     assert len(items) == 20

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dflab.data.demo import (
+from dflab.datasets.demo.build import (
     DemoSpec,
     DemoVideo,
     ensure_demo_dataset,
@@ -19,8 +19,8 @@ from dflab.data.demo import (
     plan_videos,
     render_video,
 )
-from dflab.data.demo_faces import load_portraits
-from dflab.data.sources import read_manifest
+from dflab.datasets.demo.portraits import load_portraits
+from dflab.datasets.sources import read_manifest
 from dflab.video import probe, read_frames
 
 # 128 px: libx264 output is bit-identical run to run at this size (not at every size).

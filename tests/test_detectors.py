@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from dflab.config import ConfigError, build_config
+from dflab.config import ConfigError
+from dflab.experiment import build_experiment
 from dflab.faces.blazeface import keypoints_to_5, ssd_anchors
 from dflab.faces.detector import Detection, available_detectors, create_detector
 from dflab.faces.index import FaceIndex
@@ -181,7 +182,7 @@ def test_scrfd_missing_pack_says_where_to_put_it(tmp_path):
         find_scrfd_model(tmp_path, "buffalo_l")
     # at config load time, naming the key, before any work starts
     with pytest.raises(ConfigError, match=r"faces.detector_options \(scrfd\).*buffalo_l"):
-        build_config({"faces": {"detector": "scrfd", "detector_options": {"root": str(tmp_path)}}})
+        build_experiment({"faces": {"detector": "scrfd", "detector_options": {"root": str(tmp_path)}}})
 
 
 def test_scrfd_reads_a_pack_in_insightface_layout(tmp_path, scrfd):
@@ -193,14 +194,14 @@ def test_scrfd_reads_a_pack_in_insightface_layout(tmp_path, scrfd):
 
 
 def test_detector_options_are_checked_at_config_load():
-    cfg = build_config({"faces": {"detector": "blazeface", "detector_options": {"model": "short_range"}}})
+    cfg = build_experiment({"faces": {"detector": "blazeface", "detector_options": {"model": "short_range"}}})
     assert cfg.faces.detector_options == {"model": "short_range"}
     with pytest.raises(ConfigError, match=r"faces.detector_options.modle: .*did you mean 'model'"):
-        build_config({"faces": {"detector_options": {"modle": "short_range"}}})
+        build_experiment({"faces": {"detector_options": {"modle": "short_range"}}})
     with pytest.raises(ConfigError, match=r"faces.detector: 'blazefase' .*did you mean 'blazeface'"):
-        build_config({"faces": {"detector": "blazefase"}})
+        build_experiment({"faces": {"detector": "blazefase"}})
     with pytest.raises(ConfigError, match=r"faces.detector_options .*landmarks"):
-        build_config({"faces": {"detector_options": {"landmarks": "mesh"}}})
+        build_experiment({"faces": {"detector_options": {"landmarks": "mesh"}}})
 
 
 @pytest.mark.parametrize("name", ["blazeface", "scrfd"])

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from dflab.config import build_config
 from dflab.evaluate.cross_dataset import cross_dataset_evaluation
+from dflab.experiment import build_experiment
 from dflab.training.train import run_experiment
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ def _dataset_yaml(path: Path, name: str, manifest: Path, face_cache: Path) -> Pa
 
 def test_one_table_over_several_test_sets(fast_overrides, small_manifest, face_cache, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # outputs/evaluation/ lands here
-    cfg = build_config({"name": "src"}, fast_overrides)
+    cfg = build_experiment({"name": "src"}, fast_overrides)
     run = run_experiment(cfg, progress=False)
 
     # A second, test-only dataset: the fakes and reals of two test identities only.
@@ -69,10 +69,10 @@ def test_ensemble_of_two_runs_averages_logits(fast_overrides, small_manifest, fa
     from dflab.models.ensemble import EnsembleClassifier
 
     monkeypatch.chdir(tmp_path)
-    runs = [run_experiment(build_config({"name": f"member{k}"}, [*fast_overrides, f"seed={k}",
+    runs = [run_experiment(build_experiment({"name": f"member{k}"}, [*fast_overrides, f"seed={k}",
                                         f"model.backbone={name}"]), progress=False)
             for k, name in enumerate(("meso4", "resnet10t"))]
-    uri = build_config({}, fast_overrides).logging.tracking_uri
+    uri = build_experiment({}, fast_overrides).logging.tracking_uri
     sets = [_dataset_yaml(tmp_path / "a.yaml", "demo-all", small_manifest, face_cache)]
     ids = [r.run_id for r in runs]
     single = [cross_dataset_evaluation(sets, run_id=rid, tracking_uri=uri, progress=False)[0] for rid in ids]
@@ -98,8 +98,8 @@ def test_ensemble_of_two_runs_averages_logits(fast_overrides, small_manifest, fa
 def test_ensemble_members_must_read_the_same_crops(fast_overrides):
     from dflab.evaluate.cross_dataset import check_members_agree
 
-    a = build_config({}, fast_overrides)
-    b = build_config({}, [*fast_overrides, "faces.margin=1.5"])
+    a = build_experiment({}, fast_overrides)
+    b = build_experiment({}, [*fast_overrides, "faces.margin=1.5"])
     check_members_agree([("a", a), ("a2", a)])
     with pytest.raises(ValueError, match=r"faces.margin is 1.3 in a but 1.5 in b"):
         check_members_agree([("a", a), ("b", b)])

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dflab.data.dataset import ClipSpec, FaceClipDataset
-from dflab.data.sources import VideoItem
+from dflab.clips.dataset import ClipSpec, FaceClipDataset
+from dflab.datasets.sources import VideoItem
 from dflab.faces.crop_cache import CropCache
 from dflab.faces.index import FaceIndex
 from dflab.video import write_video

@@ -21,8 +21,10 @@ import numpy as np
 import pytest
 
 from dflab.faces.crop import crop_face, square_box
+from dflab.faces.detect import box_iou, sample_indices
 from dflab.faces.detector import Detection, create_detector, landmarks68_to_5
-from dflab.faces.index import FaceIndex, VideoFaces, box_iou, sample_indices
+from dflab.faces.index import FaceIndex
+from dflab.faces.record import VideoFaces
 from dflab.video import write_video
 
 NUM_FRAMES = 8  # frames sampled per video in these tests

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dflab.config import ConfigError, build_config
+from dflab.config import ConfigError
+from dflab.experiment import build_experiment
 from dflab.models import create_model
 from dflab.training.freeze import backbone_and_head
 
@@ -24,11 +25,11 @@ def test_head_is_told_apart_from_the_backbone(name, temporal):
 def test_backbone_stays_frozen_for_the_warm_up_epochs(fast_overrides):
     import pytorch_lightning as pl
 
-    from dflab.data.datamodule import DeepfakeDataModule
+    from dflab.clips.datamodule import DeepfakeDataModule
     from dflab.training.freeze import BackboneFreeze
     from dflab.training.train import build_module
 
-    cfg = build_config({}, [*fast_overrides, "optim.freeze_backbone_epochs=1", "trainer.max_epochs=2"])
+    cfg = build_experiment({}, [*fast_overrides, "optim.freeze_backbone_epochs=1", "trainer.max_epochs=2"])
     module = build_module(cfg)
     backbone, heads = backbone_and_head(module.net)
     head_ids = {id(p) for h in heads for p in h.parameters()}
@@ -51,23 +52,23 @@ def test_backbone_stays_frozen_for_the_warm_up_epochs(fast_overrides):
 
 
 def test_early_stopping_and_negative_values(fast_overrides):
-    from dflab.training.train import _extra_callbacks
+    from dflab.training.callbacks import extra_callbacks
 
-    cfg = build_config({}, [*fast_overrides, "trainer.early_stopping_patience=2", "optim.freeze_backbone_epochs=1"])
-    names = [type(c).__name__ for c in _extra_callbacks(cfg)]
+    cfg = build_experiment({}, [*fast_overrides, "trainer.early_stopping_patience=2", "optim.freeze_backbone_epochs=1"])
+    names = [type(c).__name__ for c in extra_callbacks(cfg)]
     assert names == ["EarlyStopping", "BackboneFreeze"]
-    assert _extra_callbacks(build_config({}, fast_overrides)) == []
+    assert extra_callbacks(build_experiment({}, fast_overrides)) == []
     with pytest.raises(ConfigError, match=r"optim\.freeze_backbone_epochs: must be >= 0"):
-        build_config({}, [*fast_overrides, "optim.freeze_backbone_epochs=-1"])
+        build_experiment({}, [*fast_overrides, "optim.freeze_backbone_epochs=-1"])
 
 
 def test_gradient_accumulation_and_warm_up(fast_overrides):
     import pytorch_lightning as pl
 
-    from dflab.data.datamodule import DeepfakeDataModule
+    from dflab.clips.datamodule import DeepfakeDataModule
     from dflab.training.train import build_module
 
-    cfg = build_config({}, [*fast_overrides, "trainer.accumulate_grad_batches=2", "optim.warmup_epochs=1",
+    cfg = build_experiment({}, [*fast_overrides, "trainer.accumulate_grad_batches=2", "optim.warmup_epochs=1",
                             "trainer.max_epochs=2"])
     module = build_module(cfg)
     dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from dflab.data.check import check_dataset
-from dflab.data.datasets import scan_dataset
-from dflab.data.sources import DatasetLayoutError, read_manifest
-from dflab.data.textfiles import read_csv, read_json, read_lines, read_text, relative_path
+from dflab.datasets import scan_dataset
+from dflab.datasets.check import check_dataset
+from dflab.datasets.sources import DatasetLayoutError, read_manifest
+from dflab.datasets.textfiles import read_csv, read_json, read_lines, read_text, relative_path
 from test_datasets_celebdf import OFFICIAL
 from test_datasets_celebdf import build_tree as celebdf_tree
 from test_datasets_deeperforensics import OPTIONS as DF_OPTIONS

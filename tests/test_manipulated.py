@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dflab.data.dataset import ClipSpec, FaceClipDataset
-from dflab.data.sources import VideoItem, read_manifest
+from dflab.clips.dataset import ClipSpec, FaceClipDataset
+from dflab.clips.manipulated import manipulated_track, track_mask_coverage, training_tracks
+from dflab.datasets.sources import VideoItem, read_manifest
 from dflab.faces.index import FaceIndex
-from dflab.faces.manipulated import manipulated_track, track_mask_coverage, training_tracks
 from dflab.video import write_video
 
 X0, Y0, W, H = 700, 30, 340, 470  # the crop of t1.jpg holding two people

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from dflab.training.metrics import DetectionMetrics, equal_error_rate
+from dflab.metrics.scores import DetectionMetrics, equal_error_rate
 
 
 def test_video_scores_are_means_of_clip_scores_and_padding_is_dropped():
@@ -41,7 +41,7 @@ def test_roc_area_equals_the_auroc_whatever_the_order_of_tied_scores():
     import numpy as np
     from torchmetrics.functional.classification import binary_auroc
 
-    from dflab.training.reports import roc_curve, roc_figure
+    from dflab.metrics.reports import roc_curve, roc_figure
 
     probs = np.array([0.5, 0.5, 0.5, 0.9, 0.1, 0.5])
     labels = np.array([0, 1, 1, 1, 0, 0])
@@ -75,11 +75,11 @@ def test_eer_is_torchmetrics_binary_eer_with_ties():
 def test_plot_titles_name_the_model_and_the_objective(tmp_path):
     import optuna
 
-    from dflab.config import build_config
+    from dflab.experiment import build_experiment
+    from dflab.metrics.reports import model_description
     from dflab.sweeps.sweep import parallel_coordinates_figure
-    from dflab.training.reports import model_description
 
-    cfg = build_config({}, ["model.backbone=resnet10t", "model.temporal=lstm", "data.frames_per_clip=8"])
+    cfg = build_experiment({}, ["model.backbone=resnet10t", "model.temporal=lstm", "data.frames_per_clip=8"])
     assert model_description(cfg.model, cfg.data, cfg.triplet) == "resnet10t + lstm, 8x96 px"
     study = optuna.create_study(study_name="demo", direction="maximize")
     study.optimize(lambda t: t.suggest_float("optim.lr", 1e-4, 1e-2, log=True), n_trials=3)

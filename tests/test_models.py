@@ -47,9 +47,9 @@ def test_unknown_model_and_missing_weights_are_refused(tmp_path):
     ("mesoinception4_ffpp-c23", 256, (0.5, 0.5, 0.5)),
 ])
 def test_input_size_and_normalisation_come_from_the_backbone(experiment, size, mean):
-    from dflab.config import load_config
+    from dflab.experiment import load_experiment
 
-    cfg = load_config(f"experiments/{experiment}.yaml")
+    cfg = load_experiment(f"experiments/{experiment}.yaml")
     assert cfg.data.image_size == size  # `image_size: null` in the file
     net = create_model(cfg.model.backbone, img_size=64)
     assert torch.allclose(net.mean.flatten(), torch.tensor(mean), atol=1e-3)
@@ -75,7 +75,7 @@ def test_frame_models_learn_a_separable_set(name, training_losses):
 
 
 def test_precision_auto_is_mixed_only_on_a_gpu():
-    from dflab.training.train import resolve_precision
+    from dflab.training.fit import resolve_precision
 
     expected = "16-mixed" if torch.cuda.is_available() else "32-true"
     assert resolve_precision("auto", "auto") == expected

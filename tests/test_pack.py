@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dflab.data.sources import read_manifest
+from dflab.datasets.sources import read_manifest
 from dflab.faces.index import _ARRAYS, FaceIndex
 from dflab.faces.pack import (
     build_dataset_index,
@@ -75,10 +75,10 @@ def test_stale_or_broken_pack_falls_back_and_is_rewritten(indexed):
 
 
 def test_training_setup_writes_the_dataset_pack(fast_overrides):
-    from dflab.config import build_config
-    from dflab.data.datamodule import DeepfakeDataModule
+    from dflab.clips.datamodule import DeepfakeDataModule
+    from dflab.experiment import build_experiment
 
-    cfg = build_config({}, fast_overrides)
+    cfg = build_experiment({}, fast_overrides)
     dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
     dm.prepare_data()
     dm.setup("fit")

@@ -10,13 +10,13 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from dflab.config import build_config
-from dflab.data.datamodule import DeepfakeDataModule
+from dflab.clips.datamodule import DeepfakeDataModule
+from dflab.experiment import build_experiment
 from footage import manifest_with
 
 
 def _batches(overrides: list[str], epochs: int = 2) -> list[list[torch.Tensor]]:
-    cfg = build_config({}, overrides)
+    cfg = build_experiment({}, overrides)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = DeepfakeDataModule(cfg.data, cfg.faces, seed=cfg.seed, progress=False)
     dm.prepare_data()
@@ -47,9 +47,9 @@ def test_two_runs_give_identical_metrics_and_name_the_same_data(fast_overrides) 
 
     overrides = [*fast_overrides, "data.num_workers=2", "data.augment=light", "data.self_blend=0.3",
                  "trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
-    runs = [run_experiment(build_config({}, overrides), progress=False) for _ in range(2)]
+    runs = [run_experiment(build_experiment({}, overrides), progress=False) for _ in range(2)]
     assert runs[0].metrics == runs[1].metrics and runs[0].best_score == runs[1].best_score
-    cfg = build_config({}, overrides)
+    cfg = build_experiment({}, overrides)
     client = MlflowClient(cfg.logging.tracking_uri)
     history = [[m.value for m in client.get_metric_history(r.run_id, "train/loss_step")] for r in runs]
     assert history[0] == history[1] and len(history[0]) > 2
@@ -64,7 +64,7 @@ def test_two_runs_give_identical_metrics_and_name_the_same_data(fast_overrides) 
 
 def test_data_digest_changes_with_the_videos_or_the_face_settings(fast_overrides, small_manifest, tmp_path) -> None:
     def digests(*extra: str) -> dict[str, str]:
-        cfg = build_config({}, [*fast_overrides, *extra])
+        cfg = build_experiment({}, [*fast_overrides, *extra])
         dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
         dm.prepare_data()
         dm.setup("fit")

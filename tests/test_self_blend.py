@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from dflab.config import ConfigError, build_config
-from dflab.data.self_blend import face_mask, self_blend_clip
-from dflab.data.sources import DatasetLayoutError
+from dflab.clips.self_blend import face_mask, self_blend_clip
+from dflab.config import ConfigError
+from dflab.datasets.sources import DatasetLayoutError
+from dflab.experiment import build_experiment
 from dflab.faces.crop import aligned_template, crop_face_aligned
 from dflab.faces.detector import create_detector
 
@@ -71,16 +72,16 @@ def _real_only_train(small_manifest: Path, out: Path) -> Path:
 def test_training_from_real_videos_alone(fast_overrides, small_manifest, tmp_path, crop):
     import pytorch_lightning as pl
 
-    from dflab.data.datamodule import DeepfakeDataModule
+    from dflab.clips.datamodule import DeepfakeDataModule
     from dflab.training.train import build_module
 
     manifest = _real_only_train(small_manifest, tmp_path / "reals.csv")
     base = [*fast_overrides, f"data.root={manifest}", f"faces.crop={crop}"]
     with pytest.raises(DatasetLayoutError, match=r"train split holds only real videos .* turn on data\.self_blend"):
-        dm = DeepfakeDataModule(build_config({}, base).data, build_config({}, base).faces, progress=False)
+        dm = DeepfakeDataModule(build_experiment({}, base).data, build_experiment({}, base).faces, progress=False)
         dm.prepare_data()
         dm.setup("fit")
-    cfg = build_config({}, [*base, "data.self_blend=1.0"])
+    cfg = build_experiment({}, [*base, "data.self_blend=1.0"])
     dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
     dm.prepare_data()
     dm.setup("fit")
@@ -97,14 +98,14 @@ def test_training_from_real_videos_alone(fast_overrides, small_manifest, tmp_pat
 
 def test_self_blend_is_a_probability(fast_overrides):
     with pytest.raises(ConfigError, match=r"data\.self_blend: must be in \[0, 1\]"):
-        build_config({}, [*fast_overrides, "data.self_blend=1.5"])
+        build_experiment({}, [*fast_overrides, "data.self_blend=1.5"])
 
 
 def test_half_of_the_real_clips_blend_at_one_half(fast_overrides, small_manifest, tmp_path):
-    from dflab.data.datamodule import DeepfakeDataModule
+    from dflab.clips.datamodule import DeepfakeDataModule
 
     manifest = _real_only_train(small_manifest, tmp_path / "reals.csv")
-    cfg = build_config({}, [*fast_overrides, f"data.root={manifest}", "data.self_blend=0.5",
+    cfg = build_experiment({}, [*fast_overrides, f"data.root={manifest}", "data.self_blend=0.5",
                             "data.train_clips_per_video=8"])
     dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
     dm.prepare_data()
@@ -133,19 +134,19 @@ def _folder_of_reals(small_manifest: Path, root: Path) -> Path:
 
 
 def test_training_from_a_folder_of_reals_with_an_empty_fake_folder(fast_overrides, small_manifest, tmp_path):
-    from dflab.data.datamodule import DeepfakeDataModule
-    from dflab.data.items import resolve_items
+    from dflab.clips.datamodule import DeepfakeDataModule
+    from dflab.datasets.resolve import resolve_items
 
     root = _folder_of_reals(small_manifest, tmp_path / "mine")
     base = [*fast_overrides, "data.source=folder", f"data.root={root}"]
-    refused = build_config({}, base)
+    refused = build_experiment({}, base)
     assert len(resolve_items(refused.data)) == 8  # listing (evaluate, faces) needs no fakes
     with pytest.raises(DatasetLayoutError) as err:  # training does: said before the face stage
         DeepfakeDataModule(refused.data, refused.faces, progress=False).prepare_data()
     assert str(err.value) == (
         f"{root}: the train split holds only real videos (4) and no fake; add fake videos or turn on "
         "data.self_blend (data.self_blend=1.0 trains from real videos alone on self-blended pseudo-fakes)")
-    cfg = build_config({}, [*base, "data.self_blend=1.0"])
+    cfg = build_experiment({}, [*base, "data.self_blend=1.0"])
     items = resolve_items(cfg.data)
     assert sorted((it.split, it.label) for it in items) == [("train", 0)] * 4 + [("val", 0)] * 2 + [("val", 1)] * 2
     dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)

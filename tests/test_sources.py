@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dflab.data.sources import DatasetLayoutError, assign_splits, read_manifest, scan_folder
+from dflab.datasets.sources import DatasetLayoutError, assign_splits, read_manifest, scan_folder
 from dflab.video import write_video
 
 
@@ -60,8 +60,8 @@ def _split_of(items):
 
 
 def test_same_file_name_under_real_and_fake_is_two_videos(tmp_path, place_video):
-    from dflab.data.check import check_dataset
-    from dflab.data.datasets import scan_dataset
+    from dflab.datasets import scan_dataset
+    from dflab.datasets.check import check_dataset
 
     for rel in ("real/clip0.mp4", "fake/clip0.mp4", "real/clip1.mp4", "fake/clip1.mp4"):
         place_video(tmp_path / rel)
@@ -74,8 +74,8 @@ def test_same_file_name_under_real_and_fake_is_two_videos(tmp_path, place_video)
 
 
 def test_same_file_name_in_two_split_folders_is_no_leak(tmp_path, place_video):
-    from dflab.data.check import check_dataset
-    from dflab.data.datasets import scan_dataset
+    from dflab.datasets import scan_dataset
+    from dflab.datasets.check import check_dataset
 
     for rel in ("real/clip0.mp4", "fake/clip0.mp4", "val/real/clip0.mp4", "val/fake/clip0.mp4",
                 "test/real/clip0.mp4", "test/fake/clip0.mp4"):
@@ -90,7 +90,7 @@ def test_same_file_name_in_two_split_folders_is_no_leak(tmp_path, place_video):
 
 def test_folder_group_by_stem_keeps_a_pair_in_one_split(tmp_path, place_video):
     from dflab.config import ConfigError
-    from dflab.data.datasets import scan_dataset
+    from dflab.datasets import scan_dataset
 
     for i in range(12):
         place_video(tmp_path / f"real/clip{i}.mp4")
@@ -113,7 +113,7 @@ def test_folder_group_by_stem_keeps_a_pair_in_one_split(tmp_path, place_video):
 
 
 def test_manifest_ids_are_relative_paths_and_groups_come_from_the_group_column(tmp_path, place_video):
-    from dflab.data.check import check_dataset
+    from dflab.datasets.check import check_dataset
 
     rows = ["path,label,split,group"]
     for i in range(10):
@@ -132,7 +132,7 @@ def test_manifest_ids_are_relative_paths_and_groups_come_from_the_group_column(t
 
 
 def test_manifest_duplicates_and_leaks_are_still_refused(tmp_path, place_video):
-    from dflab.data.check import check_dataset
+    from dflab.datasets.check import check_dataset
 
     place_video(tmp_path / "real/a.mp4")
     place_video(tmp_path / "fake/a.mp4")

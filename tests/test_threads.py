@@ -31,12 +31,12 @@ def test_loader_workers_run_one_torch_thread() -> None:
 
 
 def test_a_run_sets_the_training_process_threads(fast_overrides) -> None:
-    from dflab.config import build_config
+    from dflab.experiment import build_experiment
     from dflab.training.train import run_experiment
 
     before = torch.get_num_threads()
     try:
-        run_experiment(build_config({}, [*fast_overrides, "trainer.num_threads=1"]), progress=False)
+        run_experiment(build_experiment({}, [*fast_overrides, "trainer.num_threads=1"]), progress=False)
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

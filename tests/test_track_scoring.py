@@ -15,12 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
-from dflab.config.loader import ConfigError, build_config
-from dflab.data.dataset import ClipSpec, FaceClipDataset
-from dflab.data.sources import VideoItem
+from dflab.clips.dataset import ClipSpec, FaceClipDataset
+from dflab.config import ConfigError
+from dflab.datasets.sources import VideoItem
+from dflab.experiment import build_experiment
 from dflab.faces.crop import crop_face
-from dflab.faces.index import FaceIndex, VideoFaces
-from dflab.training.metrics import DetectionMetrics, video_scores
+from dflab.faces.index import FaceIndex
+from dflab.faces.record import VideoFaces
+from dflab.metrics.scores import DetectionMetrics, video_scores
 from dflab.video import read_frames, write_video
 
 # --------------------------------------------------------------------------- video scores
@@ -84,13 +86,13 @@ def test_metrics_gather_tracks_and_keep_every_clip_for_frame_metrics():
 
 
 def test_config_choices():
-    cfg = build_config({})
+    cfg = build_experiment({})
     assert cfg.faces.track_score == "max" and cfg.faces.min_track_coverage == 0.25
-    assert build_config({}, ["faces.track_score=mean"]).faces.track_score == "mean"
+    assert build_experiment({}, ["faces.track_score=mean"]).faces.track_score == "mean"
     with pytest.raises(ConfigError, match=r"faces\.track_score"):
-        build_config({}, ["faces.track_score=median"])
+        build_experiment({}, ["faces.track_score=median"])
     with pytest.raises(ConfigError, match=r"faces\.min_track_coverage"):
-        build_config({}, ["faces.min_track_coverage=1.5"])
+        build_experiment({}, ["faces.min_track_coverage=1.5"])
 
 
 # --------------------------------------------------------------------------- real video

@@ -15,8 +15,12 @@ import pytest
 from PIL import Image
 
 from dflab.faces import tracks as tracks_module
+from dflab.faces.detect import detect_video
 from dflab.faces.detector import create_detector
-from dflab.faces.index import FaceIndex, FaceReport, VideoFaces, _outcome, detect_video
+from dflab.faces.index import FaceIndex
+from dflab.faces.record import VideoFaces
+from dflab.faces.report import FaceReport
+from dflab.faces.report import outcome_of as _outcome
 from dflab.faces.tracks import FaceTrack, link_tracks
 from dflab.video import write_video
 

@@ -9,9 +9,10 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from dflab.config import build_config, flatten, load_config, to_dict
+from dflab.clips.datamodule import DeepfakeDataModule
+from dflab.config import flatten, to_dict
 from dflab.config.schema import OptimConfig
-from dflab.data.datamodule import DeepfakeDataModule
+from dflab.experiment import build_experiment, load_experiment
 from dflab.training.module import DetectorModule, NonFiniteLossError
 from dflab.training.train import build_module, run_experiment
 
@@ -20,14 +21,14 @@ EXPERIMENTS = sorted(Path("experiments").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
 def test_every_experiment_is_valid_as_shipped(path):
-    cfg = load_config(path)  # checks data.options against the dataset adapter too
+    cfg = load_experiment(path)  # checks data.options against the dataset adapter too
     assert cfg.name == path.stem
     assert not Path(cfg.data.root).is_absolute(), "shipped configs use relative paths"
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
 def test_every_experiment_runs_one_batch(path, fast_overrides):
-    cfg = load_config(path, fast_overrides)
+    cfg = load_experiment(path, fast_overrides)
     dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
     trainer = pl.Trainer(fast_dev_run=1, accelerator="cpu", logger=False, enable_progress_bar=False,
                          enable_model_summary=False)
@@ -50,7 +51,7 @@ def _manifest_with_methods(small_manifest: Path, out: Path) -> Path:
 
 def test_run_logs_params_metrics_and_artifacts_to_mlflow(fast_overrides, small_manifest, tmp_path):
     manifest = _manifest_with_methods(small_manifest, tmp_path / "methods.csv")
-    cfg = build_config({"name": "unit"}, [*fast_overrides, "trainer.max_epochs=2", f"data.root={manifest}"])
+    cfg = build_experiment({"name": "unit"}, [*fast_overrides, "trainer.max_epochs=2", f"data.root={manifest}"])
     result = run_experiment(cfg, progress=False)
     assert (tmp_path / "mlflow.db").is_file()
     with sqlite3.connect(tmp_path / "mlflow.db") as db:  # a real SQLite tracking store
@@ -97,14 +98,14 @@ def test_nan_loss_stops_with_a_clear_message():
 
 @pytest.mark.slow
 def test_resume_continues_the_run_optimizer_and_mlflow_history(fast_overrides, tmp_path):
-    cfg = build_config({"name": "resumable"}, fast_overrides)
+    cfg = build_experiment({"name": "resumable"}, fast_overrides)
     first = run_experiment(cfg, progress=False)
     last = next(Path(cfg.logging.output_dir).glob(f"*/{first.run_id}/checkpoints/last.ckpt"))
     state = torch.load(last, map_location="cpu", weights_only=False)
     assert state["dflab_mlflow_run_id"] == first.run_id and state["epoch"] == 0
     assert state["optimizer_states"] and state["lr_schedulers"]
 
-    more = build_config({"name": "resumable"}, [*fast_overrides, "trainer.max_epochs=3"])
+    more = build_experiment({"name": "resumable"}, [*fast_overrides, "trainer.max_epochs=3"])
     resumed = run_experiment(more, progress=False, resume=first.run_id)  # by run id
     assert resumed.run_id == first.run_id
     client = MlflowClient(cfg.logging.tracking_uri)
@@ -117,7 +118,7 @@ def test_resume_continues_the_run_optimizer_and_mlflow_history(fast_overrides, t
 
 
 def test_resume_names_what_it_could_not_find(tmp_path):
-    from dflab.training.train import resume_point
+    from dflab.training.resume import resume_point
 
     with pytest.raises(FileNotFoundError, match=r"--resume abc123: not a checkpoint file"):
         resume_point("abc123", tmp_path)
@@ -127,7 +128,7 @@ def test_resume_names_what_it_could_not_find(tmp_path):
 def test_resume_uses_the_checkpoint_config_and_refuses_a_different_one(fast_overrides, tmp_path, capsys):
     from dflab.cli.main import main
 
-    cfg = build_config({"name": "resumable"}, [*fast_overrides, "optim.lr=0.002"])
+    cfg = build_experiment({"name": "resumable"}, [*fast_overrides, "optim.lr=0.002"])
     first = run_experiment(cfg, progress=False)
     last = next(Path(cfg.logging.output_dir).glob(f"*/{first.run_id}/checkpoints/last.ckpt"))
     # A different value of a key the run must keep is refused by name, before anything runs.

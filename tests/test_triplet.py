@@ -6,7 +6,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from dflab.config import ConfigError, build_config
+from dflab.config import ConfigError
+from dflab.experiment import build_experiment
 from dflab.models import create_model
 from dflab.models.embedding import EmbeddingClassifier
 from dflab.training.triplet import triplet_loss
@@ -58,7 +59,7 @@ def test_two_stages_are_linked_runs_and_the_embedding_stays_frozen(fast_override
     from dflab.export.export import load_checkpoint
     from dflab.training.train import run_experiment
 
-    cfg = build_config({"name": "siamese"}, [*fast_overrides, "triplet.enabled=true", "triplet.embed_epochs=1",
+    cfg = build_experiment({"name": "siamese"}, [*fast_overrides, "triplet.enabled=true", "triplet.embed_epochs=1",
                                              "triplet.embed_dim=16", "model.backbone=resnet10t"])
     result = run_experiment(cfg, progress=False)
     client = MlflowClient(cfg.logging.tracking_uri)
@@ -80,6 +81,6 @@ def test_two_stages_are_linked_runs_and_the_embedding_stays_frozen(fast_override
 
 def test_triplet_options_are_checked(fast_overrides):
     with pytest.raises(ConfigError, match=r"triplet\.mining"):
-        build_config({}, [*fast_overrides, "triplet.mining=hardest"])
+        build_experiment({}, [*fast_overrides, "triplet.mining=hardest"])
     with pytest.raises(ConfigError, match=r"model\.temporal: none"):
-        build_config({}, [*fast_overrides, "triplet.enabled=true", "model.temporal=lstm"])
+        build_experiment({}, [*fast_overrides, "triplet.enabled=true", "model.temporal=lstm"])

@@ -17,10 +17,11 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dflab.config import load_config
+    from dflab.experiment import load_experiment
 
-    cfg = load_config(args.experiment, args.overrides)  # refused before the training stack loads
-    from dflab.training.train import resumed_config, run_experiment
+    cfg = load_experiment(args.experiment, args.overrides)  # refused before the training stack loads
+    from dflab.training.resume import resumed_config
+    from dflab.training.train import run_experiment
 
     if args.resume is not None:  # the checkpoint's own config, plus the overrides given now
         cfg = resumed_config(args.resume, args.overrides, cfg.logging.output_dir)
@@ -56,11 +57,11 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _faces(args: argparse.Namespace) -> int:
-    from dflab.config import load_config
-    from dflab.data.face_stage import FaceStage
-    from dflab.data.items import resolve_items
+    from dflab.clips.face_stage import FaceStage
+    from dflab.datasets.resolve import resolve_items
+    from dflab.experiment import load_experiment
 
-    cfg = load_config(args.experiment, args.overrides)
+    cfg = load_experiment(args.experiment, args.overrides)
     items = resolve_items(cfg.data)
     report, pack = FaceStage.of(cfg.data, cfg.faces).build(items, cfg.faces.workers)
     print(report.summary_table())
@@ -69,10 +70,10 @@ def _faces(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from dflab.config import load_config
+    from dflab.experiment import load_experiment
 
     for path in args.datasets:  # refused before the evaluation stack loads
-        load_config(path, args.set or ())
+        load_experiment(path, args.set or ())
     from dflab.evaluate.cross_dataset import cross_dataset_evaluation
 
     cross_dataset_evaluation(args.datasets, run_id=args.run_id, checkpoint=args.checkpoint,
@@ -82,11 +83,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _data_check(args: argparse.Namespace) -> int:
-    from dflab.config import load_config
-    from dflab.data.check import check_dataset
-    from dflab.data.items import resolve_items
+    from dflab.datasets.check import check_dataset
+    from dflab.datasets.resolve import resolve_items
+    from dflab.experiment import load_experiment
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_experiment(args.config, args.overrides)
     items = resolve_items(cfg.data, check=False)
     report = check_dataset(items, f"{cfg.data.source} at {cfg.data.root}", probe=not args.no_probe,
                            workers=args.workers, deep=args.deep, progress=True)
@@ -103,7 +104,7 @@ def _data_check(args: argparse.Namespace) -> int:
 
 def _seeking_from_index(report, cfg, items) -> None:
     """Fill the report's seek counts from the face index, where it holds the videos."""
-    from dflab.data.face_stage import FaceStage
+    from dflab.clips.face_stage import FaceStage
 
     stage = FaceStage.of(cfg.data, cfg.faces)
     known = [f for f in stage.indexed(items).values() if f.error is None]
@@ -116,7 +117,7 @@ def _seeking_from_index(report, cfg, items) -> None:
 def _data_list(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from dflab.data.datasets import dataset_names, get_adapter
+    from dflab.datasets import dataset_names, get_adapter
 
     for name in dataset_names():
         adapter = get_adapter(name)
@@ -127,7 +128,7 @@ def _data_list(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     _writable_folder("--root", args.root)
-    from dflab.data.demo import DemoSpec, ensure_demo_dataset
+    from dflab.datasets.demo.build import DemoSpec, ensure_demo_dataset
 
     print(ensure_demo_dataset(args.root, DemoSpec(seed=args.seed)))
     return 0
@@ -239,8 +240,8 @@ def _drop_advertisements(record: logging.LogRecord) -> bool:
 
 
 _USER_ERRORS: dict[str, str | tuple[str, ...]] = {
-    "dflab.config.loader": "ConfigError",
-    "dflab.data.errors": "DatasetLayoutError",
+    "dflab.config.errors": "ConfigError",
+    "dflab.datasets.errors": "DatasetLayoutError",
     "dflab.models.checkpoint": "CheckpointError",
     "dflab.tracking.mlflow_utils": ("RunLookupError", "TrackingError"),
     "dflab.training.module": "NonFiniteLossError",  # the message names optim.lr

@@ -1,7 +1,7 @@
 """Typed experiment configuration.
 
 Every key an experiment YAML may hold is a field here; anything else is refused with a message
-naming the key (see :mod:`dflab.config.loader`). Paths are relative to the working directory
+naming the key (see :mod:`dflab.config.loader` and :mod:`dflab.experiment`). Paths are relative to the working directory
 (the repository root when run through ``make``), never absolute in shipped configs.
 """
 

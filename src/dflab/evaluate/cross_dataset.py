@@ -20,13 +20,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from dflab.config import ExperimentConfig, load_config
+from dflab.clips.datamodule import DeepfakeDataModule
+from dflab.config import ExperimentConfig
 from dflab.config.schema import LoggingConfig
-from dflab.data.datamodule import DeepfakeDataModule
-from dflab.data.items import dataset_roots
-from dflab.training.breakdown import BreakdownRow, breakdown, breakdown_table, write_breakdown
+from dflab.datasets.resolve import dataset_roots
+from dflab.experiment import load_experiment
+from dflab.metrics.breakdown import BreakdownRow, breakdown, breakdown_table, write_breakdown
+from dflab.metrics.reports import plot_roc, write_predictions
 from dflab.training.module import DetectorModule
-from dflab.training.reports import plot_roc, write_predictions
 from dflab.utils.report import report
 from dflab.utils.tables import render_table
 from dflab.utils.threads import set_training_threads
@@ -170,7 +171,7 @@ def cross_dataset_evaluation(
     run_ids, checkpoints = _as_list(run_id), _as_list(checkpoint)
     if run_ids and checkpoints:
         raise ValueError("give run ids or checkpoints, not both")
-    targets = [load_config(path, overrides) for path in datasets]  # refuse bad configs first
+    targets = [load_experiment(path, overrides) for path in datasets]  # refuse bad configs first
     client = mlflow_client(LoggingConfig(tracking_uri=tracking_uri)) if not checkpoints else None
     if client is not None and not run_ids:
         run_ids = [latest_sweep_best_run(client)]

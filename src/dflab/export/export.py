@@ -53,8 +53,8 @@ class ExportResult:
 def sample_frames(cfg: ExperimentConfig, count: int = 32) -> torch.Tensor:
     """Real face crops from the run's dataset (test split if present, else validation): frames
     ``(N*T, 3, H, W)``, or windows ``(N, T, 3, H, W)`` for a temporal network."""
-    from dflab.data.datamodule import DeepfakeDataModule
-    from dflab.data.dataset import collate_clips
+    from dflab.clips.datamodule import DeepfakeDataModule
+    from dflab.clips.dataset import collate_clips
 
     cfg.data.num_workers = 0
     dm = DeepfakeDataModule(cfg.data, cfg.faces, seed=cfg.seed, progress=False)

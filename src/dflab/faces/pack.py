@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dflab.faces.index import _ARRAYS, _CACHE_VERSION, FaceIndex, FaceReport, VideoFaces
+from dflab.faces.index import _ARRAYS, _CACHE_VERSION, FaceIndex
+from dflab.faces.record import VideoFaces
+from dflab.faces.report import FaceReport
 from dflab.utils.atomic import atomic_write
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dflab.models.registry import FrameClassifier
+from dflab.models.frame import FrameClassifier
 
 
 class EmbeddingClassifier(nn.Module):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dflab.models.registry import FrameClassifier
+from dflab.models.frame import FrameClassifier
 
 TEMPORAL_HEADS = ("lstm", "gru", "transformer")
 

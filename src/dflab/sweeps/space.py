@@ -24,15 +24,9 @@ from typing import Any
 
 import yaml
 
-from dflab.config.loader import (
-    ConfigError,
-    _build,
-    _set,
-    field_type,
-    load_config,
-    parse_override,
-    read_yaml,
-)
+from dflab.config import ConfigError, read_yaml
+from dflab.config.loader import _build, _set, field_type, parse_override
+from dflab.experiment import load_experiment
 
 
 @dataclass
@@ -206,11 +200,11 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
                               f"({', '.join(STORAGE_SCHEMES)})")
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
-    load_config(cfg.experiment, cfg.overrides)  # the base experiment, refused before any trial
+    load_experiment(cfg.experiment, cfg.overrides)  # the base experiment, refused before any trial
     for key, spec in cfg.params.items():  # every value a trial can sample, checked as a trial would
         for which, value in _candidates(spec):
             try:
-                load_config(cfg.experiment, [*cfg.overrides, f"{key}={format_value(value)}"])
+                load_experiment(cfg.experiment, [*cfg.overrides, f"{key}={format_value(value)}"])
             except ConfigError as err:
                 detail = str(err).removeprefix(f"{cfg.experiment}: ")
                 raise ConfigError(f"{path}: params.{key}: {which}: {detail.removeprefix(key + ': ')}") from None

@@ -30,8 +30,9 @@ from typing import Any
 import optuna
 from pytorch_lightning.callbacks import Callback
 
-from dflab.config import flatten, load_config, save_config, to_dict
-from dflab.data.items import resolve_items
+from dflab.config import flatten, save_config, to_dict
+from dflab.datasets.resolve import resolve_items
+from dflab.experiment import load_experiment
 from dflab.sweeps.space import SweepConfig, suggest
 from dflab.tracking.mlflow_utils import check_writable, ensure_experiment
 from dflab.tracking.mlflow_utils import client as mlflow_client
@@ -164,7 +165,7 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
             marked failed, its MLflow run and the parent run ``KILLED``, and the finished trials
             are kept.
     """
-    base = load_config(cfg.experiment, cfg.overrides)  # refuses bad keys before any trial
+    base = load_experiment(cfg.experiment, cfg.overrides)  # refuses bad keys before any trial
     base.logging.experiment = cfg.mlflow_experiment
     check_writable(base.logging, base.logging.output_dir)
     if cfg.storage.startswith("sqlite:///"):  # the Optuna database, checked like MLflow's
@@ -209,7 +210,7 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
         try:
             sampled = suggest(trial, cfg.params)
             report(f"\n── trial {trial.number}: {' '.join(sampled)}")
-            exp = load_config(cfg.experiment, [*cfg.overrides, *sampled])
+            exp = load_experiment(cfg.experiment, [*cfg.overrides, *sampled])
             exp.logging.experiment = cfg.mlflow_experiment
             exp.logging.run_name = run_name
             result = run_experiment(exp, tags=tags, callbacks=[OptunaPruning(trial, exp.monitor)],
@@ -317,7 +318,7 @@ def _summarise(study: optuna.Study, cfg: SweepConfig, client: Any, parent: str, 
         tmpdir = Path(tmp)
         study.trials_dataframe().to_csv(tmpdir / "trials.csv", index=False)
         client.log_artifact(parent, str(tmpdir / "trials.csv"))
-        best_cfg = load_config(cfg.experiment, [*cfg.overrides, *(f"{k}={v}" for k, v in best.params.items())])
+        best_cfg = load_experiment(cfg.experiment, [*cfg.overrides, *(f"{k}={v}" for k, v in best.params.items())])
         client.log_artifact(parent, str(save_config(best_cfg, tmpdir / "best_config.yaml")))
         plot = _parallel_coordinates(study, tmpdir / "parallel_coordinates.png", best_cfg.monitor)
         if plot is not None:

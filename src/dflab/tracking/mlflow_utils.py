@@ -54,7 +54,7 @@ def ensure_writable(key: str, path: str | Path, is_file: bool = False) -> None:
     """
     import tempfile
 
-    from dflab.config.loader import ConfigError
+    from dflab.config import ConfigError
 
     path = Path(path)
     folder = path.parent if is_file else path
@@ -80,7 +80,7 @@ def _check_server(uri: str, timeout_s: float = 10.0) -> None:
     import urllib.error
     import urllib.request
 
-    from dflab.config.loader import ConfigError
+    from dflab.config import ConfigError
 
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):

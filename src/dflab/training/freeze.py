@@ -14,7 +14,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import nn
 
-from dflab.models.registry import FrameClassifier
+from dflab.models.frame import FrameClassifier
 
 
 def backbone_and_head(net: nn.Module) -> tuple[nn.Module, list[nn.Module]]:

@@ -1,7 +1,7 @@
 """The LightningModule: a thin wrapper around an injected frame classifier.
 
 One shared :meth:`DetectorModule.model_step` serves train, validation and test; each stage owns
-one :class:`~dflab.training.metrics.DetectionMetrics` object, so the metric code is identical in
+one :class:`~dflab.metrics.scores.DetectionMetrics` object, so the metric code is identical in
 every stage. Logged names follow ``<stage>/<level>_<metric>``, e.g. ``val/video_auroc``.
 """
 
@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dflab.config.schema import OptimConfig
+from dflab.metrics.scores import DetectionMetrics
 from dflab.models.ensemble import clip_logits
-from dflab.training.metrics import DetectionMetrics
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -33,7 +33,7 @@ class DetectorModule(pl.LightningModule):
         config: the full resolved experiment config (a plain dict), stored in checkpoints so that
             export and prediction can rebuild the network.
         track_score: how a video's face-track scores combine into its video score (``max``,
-            ``mean`` or ``main``; see :func:`~dflab.training.metrics.video_scores`).
+            ``mean`` or ``main``; see :func:`~dflab.metrics.scores.video_scores`).
     """
 
     def __init__(self, net: nn.Module, optim: OptimConfig, config: dict[str, Any] | None = None,

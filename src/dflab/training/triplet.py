@@ -16,6 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from dflab.config import ExperimentConfig, to_dict
+from dflab.models.checkpoint import build_net, load_checkpoint
+from dflab.tracking.mlflow_utils import client as mlflow_client
+from dflab.training.fit import fit_experiment
+from dflab.training.freeze import BackboneFreeze
 from dflab.training.module import DetectorModule
 
 MINING = ("batch_hard", "batch_all", "random")
@@ -97,22 +101,17 @@ def run_triplet(cfg: ExperimentConfig, **kwargs: Any) -> Any:
     ``trainer.max_epochs`` epochs as ``<name>``. The runs carry each other's id in the tags
     ``dflab.classifier_run`` and ``dflab.embedding_run``.
     """
-    from dflab.models.checkpoint import load_checkpoint
-    from dflab.tracking.mlflow_utils import client as mlflow_client
-    from dflab.training.freeze import BackboneFreeze
-    from dflab.training.train import build_net, run_experiment
-
     tags = dict(kwargs.pop("tags", None) or {})
     embed_cfg = replace(cfg, name=f"{cfg.name}-embed", monitor="val/loss",
                         trainer=replace(cfg.trainer, max_epochs=cfg.triplet.embed_epochs),
                         logging=replace(cfg.logging, run_name=f"{cfg.logging.run_name or cfg.name}-embed"))
-    stage1 = run_experiment(embed_cfg, module=TripletModule(build_net(cfg), embed_cfg),
+    stage1 = fit_experiment(embed_cfg, module=TripletModule(build_net(cfg), embed_cfg),
                             tags={**tags, "dflab.stage": "embed"}, **kwargs)
     _, net = load_checkpoint(stage1.best_checkpoint)
     module = DetectorModule(net, cfg.optim, config=to_dict(cfg), track_score=cfg.faces.track_score)
     freeze = BackboneFreeze(cfg.trainer.max_epochs)  # the head alone trains, every epoch
     extra = [*kwargs.pop("callbacks", ()), freeze]
-    stage2 = run_experiment(cfg, module=module, callbacks=extra,
+    stage2 = fit_experiment(cfg, module=module, callbacks=extra,
                             tags={**tags, "dflab.stage": "classify", "dflab.embedding_run": str(stage1.run_id)},
                             **kwargs)
     mlflow_client(cfg.logging).set_tag(stage1.run_id, "dflab.classifier_run", str(stage2.run_id))
