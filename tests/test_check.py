@@ -16,6 +16,7 @@ from dflab.datasets.check import check_dataset
 from dflab.datasets.sources import DatasetLayoutError, VideoItem
 from dflab.experiment import build_experiment
 from dflab.metrics.breakdown import breakdown, breakdown_metrics
+from dflab.metrics.predictions import keyed_predictions
 
 
 def _folder_tree(root: Path, place_video) -> Path:
@@ -103,7 +104,7 @@ def test_breakdown_scores_each_method_against_the_reals():
     items += [VideoItem(f"/v/b{i}.mp4", 1, method="Beta") for i in range(2)]
     probs = torch.tensor([0.2, 0.3, 0.4, 0.5, 0.9, 0.8, 0.1, 0.25])  # Alpha caught, Beta missed
     labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
-    rows = {r.name: r for r in breakdown(items, torch.arange(8), probs, labels)}
+    rows = {r.name: r for r in breakdown(keyed_predictions(items, torch.arange(8), probs, labels))}
     assert rows["Alpha"].scores["auroc"] == pytest.approx(1.0)
     assert rows["Beta"].scores["auroc"] < 0.2
     assert (rows["Alpha"].n_real, rows["Alpha"].n_fake) == (4, 2)

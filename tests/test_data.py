@@ -56,3 +56,22 @@ def test_dataset_without_fakes_in_val_is_refused(tmp_path, small_manifest, fast_
     dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
     with pytest.raises(DatasetLayoutError, match="val split holds only real videos"):
         dm.setup("fit")
+
+
+def test_batches_hold_exactly_the_documented_batch_type(datamodule):
+    from typing import get_type_hints
+
+    from dflab.clips.batch import ClipBatch, ClipSample
+
+    batch = next(iter(datamodule.val_dataloader()))
+    assert set(batch) == set(get_type_hints(ClipBatch))
+    b = len(batch["label"])
+    assert batch["clip"].shape == (b, 3, 3, 64, 64) and batch["clip"].dtype == torch.float32
+    for key in ("label", "video_idx", "track_idx", "clip_idx"):
+        assert batch[key].shape == (b,) and batch[key].dtype == torch.long, key
+    assert batch["skipped"] == []
+    item = datamodule.datasets["val"][0]
+    assert set(item) == set(get_type_hints(ClipSample))
+    # video_idx names the clip's video in the split's items: its label is that video's label
+    items = datamodule.split_items["val"]
+    assert [items[v].label for v in batch["video_idx"].tolist()] == batch["label"].tolist()

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from dflab.metrics.scores import DetectionMetrics, equal_error_rate
@@ -88,3 +89,25 @@ def test_plot_titles_name_the_model_and_the_objective(tmp_path):
     assert "val/video_auroc" in ax.get_title() and "maximize" in ax.get_title()
     labels = [t.get_text() for a in fig.axes for t in a.get_yticklabels()] + [a.get_ylabel() for a in fig.axes]
     assert any("val/video_auroc" in text for text in labels)
+
+
+def test_predictions_are_keyed_by_video_and_checked_against_it():
+    from dflab.datasets.sources import VideoItem
+    from dflab.metrics.predictions import as_arrays, keyed_predictions
+
+    items = [VideoItem("/d/real/a.mp4", 0, dataset="ffpp", key="real/a.mp4"),
+             VideoItem("/d/fake/a.mp4", 1, dataset="ffpp", key="fake/a.mp4"),
+             VideoItem("/e/a.mp4", 0, dataset="celebdf", key="a.mp4")]
+    preds = keyed_predictions(items, torch.tensor([2, 0, 1]), torch.tensor([0.1, 0.2, 0.9]), torch.tensor([0, 0, 1]))
+    assert list(preds) == ["celebdf/a.mp4", "ffpp/real/a.mp4", "ffpp/fake/a.mp4"]
+    assert preds["ffpp/fake/a.mp4"].item is items[1] and preds["ffpp/fake/a.mp4"].probability == pytest.approx(0.9)
+    probs, labels = as_arrays(preds)
+    assert labels.tolist() == [0, 0, 1] and probs.shape == (3,)
+    with pytest.raises(ValueError, match=r"/d/real/a\.mp4 is labelled 0 but its score came with label 1"):
+        keyed_predictions(items, torch.tensor([0, 1]), torch.tensor([0.1, 0.2]), torch.tensor([1, 0]))
+    with pytest.raises(ValueError, match="outside the split's 3 videos"):
+        keyed_predictions(items, torch.tensor([3]), torch.tensor([0.5]), torch.tensor([0]))
+    with pytest.raises(ValueError, match="scored twice"):
+        keyed_predictions(items, torch.tensor([0, 0]), torch.tensor([0.1, 0.2]), torch.tensor([0, 0]))
+    with pytest.raises(ValueError, match="one per video"):
+        keyed_predictions(items, torch.tensor([0, 1]), torch.tensor([0.1]), torch.tensor([0, 1]))

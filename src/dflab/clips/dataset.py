@@ -15,6 +15,7 @@ torch's per-worker generator, so the same seed gives the same batches.
 from __future__ import annotations
 
 import random
+import typing
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from dflab.clips.batch import ClipBatch, ClipSample
 from dflab.clips.sampling import clip_span, random_clip, uniform_clips
 from dflab.clips.self_blend import self_blend_clip
 from dflab.clips.transforms import apply_to_clip, build_transform
@@ -94,9 +96,9 @@ class FaceClipDataset(Dataset):
     cuts ``clips_per_video`` evenly spaced clips per unit within the frames where that track
     was detected, the same every epoch.
 
-    An item is a dict: ``clip`` ``(T, 3, S, S)`` float32 RGB in ``[0, 1]``, ``label`` (1 = fake),
-    ``video_idx``, ``track_idx`` and ``clip_idx`` (the item index); :func:`collate_clips`
-    stacks them into a batch with a leading batch dimension plus the ``skipped`` records.
+    An item is a :class:`~dflab.clips.batch.ClipSample`: ``clip`` ``(T, 3, S, S)`` float32 RGB
+    in ``[0, 1]``, ``label`` (1 = fake), ``video_idx``, ``track_idx`` and ``clip_idx`` (the item
+    index); :func:`collate_clips` stacks them into a :class:`~dflab.clips.batch.ClipBatch`.
 
     Args:
         items: the videos (all must have a face in the index and at least one clip's frames).
@@ -268,7 +270,7 @@ class FaceClipDataset(Dataset):
             if self.train:
                 err = self._redraw(req, err)
             skipped.append(self._record(req, err))
-        out: list[dict[str, Any]] = [self._sample(r) for r in requests if r.crops is not None]
+        out: list[dict[str, Any]] = [typing.cast(dict, self._sample(r)) for r in requests if r.crops is not None]
         if skipped:
             out.append({"skipped": skipped})
         return out
@@ -293,7 +295,7 @@ class FaceClipDataset(Dataset):
         return {"path": self.items[req.video].path, "split": self.split, "clip": req.index,
                 "frames": format_ranges(err.frames), "action": action, "reason": str(err)}
 
-    def _sample(self, req: _Request) -> dict[str, Any]:
+    def _sample(self, req: _Request) -> ClipSample:
         crops, label = req.crops, self.items[req.video].label
         faces = self.faces[req.video]
         rng = req.rng
@@ -328,13 +330,14 @@ class FaceClipDataset(Dataset):
         return out[0]
 
 
-def collate_clips(samples: list[dict[str, Any]]) -> dict[str, Any]:
+def collate_clips(samples: list[dict[str, Any]]) -> ClipBatch:
     """Stack :class:`FaceClipDataset` items into a batch.
 
     Returns:
-        ``clip`` ``(B, T, 3, S, S)`` float32 in ``[0, 1]``; ``label``, ``video_idx``,
-        ``track_idx``, ``clip_idx`` ``(B,)`` int64; ``skipped``: records of clips that did not
-        decode (possibly empty). ``B`` may be 0 when every clip of the batch failed.
+        A :class:`~dflab.clips.batch.ClipBatch`: ``clip`` ``(B, T, 3, S, S)`` float32 in
+        ``[0, 1]``; ``label``, ``video_idx``, ``track_idx``, ``clip_idx`` ``(B,)`` int64;
+        ``skipped``: records of clips that did not decode (possibly empty). ``B`` may be 0 when
+        every clip of the batch failed.
     """
     clips = [s for s in samples if "clip" in s]
     skipped = [r for s in samples for r in s.get("skipped", ())]
@@ -344,4 +347,4 @@ def collate_clips(samples: list[dict[str, Any]]) -> dict[str, Any]:
         batch = {"clip": torch.zeros(0, 1, 3, 1, 1)} | {
             k: torch.zeros(0, dtype=torch.long) for k in ("label", "video_idx", "track_idx", "clip_idx")}
     batch["skipped"] = skipped
-    return batch
+    return typing.cast(ClipBatch, batch)

@@ -26,6 +26,7 @@ from dflab.config.schema import LoggingConfig
 from dflab.datasets.resolve import dataset_roots
 from dflab.experiment import load_experiment
 from dflab.metrics.breakdown import BreakdownRow, breakdown, breakdown_table, write_breakdown
+from dflab.metrics.predictions import as_arrays, keyed_predictions
 from dflab.metrics.reports import plot_roc, write_predictions
 from dflab.training.module import DetectorModule
 from dflab.utils.report import report
@@ -69,7 +70,7 @@ def evaluate_on(module: DetectorModule, trained: ExperimentConfig, target: Exper
     """Score ``module`` on the test split of ``target``'s dataset.
 
     Returns:
-        The result and ``(items, video_idx, probs, labels)`` for plots and predictions.
+        The result and the video predictions keyed by video (for plots and prediction files).
     """
     cfg = _test_config(trained, target)
     set_training_threads(cfg.trainer.num_threads, cfg.data.num_workers)
@@ -81,13 +82,13 @@ def evaluate_on(module: DetectorModule, trained: ExperimentConfig, target: Exper
     out = trainer.test(module, datamodule=dm, verbose=False)
     metrics = {k.removeprefix("test/"): float(v) for k, v in (out[0] if out else {}).items()}
     vids, probs, labels = module.predictions["test"]
-    items = dm.split_items["test"]
+    predictions = keyed_predictions(dm.split_items["test"], vids, probs, labels)
     n_fake = int(labels.sum())
     result = TestSetResult(cfg.name, len(labels) - n_fake, n_fake,
                            [e for e in dm.report()["excluded"] if e["split"] == "test"],
                            {k: metrics[k] for k in LEVEL_METRICS if k in metrics},
-                           breakdown(items, vids, probs, labels))
-    return result, (items, vids, probs, labels)
+                           breakdown(predictions))
+    return result, predictions
 
 
 def results_table(results: Sequence[TestSetResult], title: str) -> str:
@@ -193,9 +194,9 @@ def cross_dataset_evaluation(
 
     results, curves = [], {}
     for target in targets:
-        result, (items, vids, probs, labels) = evaluate_on(module, trained, target, progress)
+        result, predictions = evaluate_on(module, trained, target, progress)
         results.append(result)
-        curves[result.name] = (items, vids, probs, labels)
+        curves[result.name] = predictions
 
     what = (f"{trained.name} ({trained.model.backbone})" if len(members) == 1 else
             f"ensemble of {len(members)} ({combine}: {', '.join(m[1].model.backbone for m in members)})")
@@ -210,11 +211,11 @@ def cross_dataset_evaluation(
 
     out = Path("outputs/evaluation") / (run_id or "-".join(Path(c).stem for c in checkpoints))
     files = [write_results(out / "cross_dataset.csv", results)]
-    files.append(plot_roc({name: (c[2].numpy(), c[3].numpy()) for name, c in curves.items()},
+    arrays = {name: as_arrays(c) for name, c in curves.items()}
+    files.append(plot_roc({name: (probs.numpy(), labels.numpy()) for name, (probs, labels) in arrays.items()},
                           out / "cross_dataset_roc.png", title))
     for r, target in zip(results, targets, strict=True):
-        items, vids, probs, labels = curves[r.name]
-        files.append(write_predictions(out / f"predictions_{r.name}.csv", items, vids, probs, labels,
+        files.append(write_predictions(out / f"predictions_{r.name}.csv", curves[r.name],
                                        dataset_roots(target.data)))
         if r.rows:
             files.append(write_breakdown(out / f"breakdown_{r.name}.csv", r.name, r.rows))

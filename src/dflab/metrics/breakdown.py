@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from dflab.datasets.sources import VideoItem
+from dflab.metrics.predictions import VideoPrediction, as_arrays
 from dflab.metrics.scores import binary_scores
 from dflab.utils.tables import render_table
 
@@ -48,21 +48,19 @@ def _row(by: str, name: str, probs: torch.Tensor, labels: torch.Tensor) -> Break
     return BreakdownRow(by, name, len(labels) - n_fake, n_fake, scores)
 
 
-def breakdown(items: Sequence[VideoItem], video_idx: torch.Tensor, probs: torch.Tensor,
-              labels: torch.Tensor) -> list[BreakdownRow]:
+def breakdown(predictions: Mapping[str, VideoPrediction]) -> list[BreakdownRow]:
     """Per-dataset and per-method video metrics.
 
     Args:
-        items: the split's videos; ``video_idx`` indexes into them.
-        video_idx: ``(V,)`` video indices.
-        probs: ``(V,)`` video fake probabilities.
-        labels: ``(V,)`` video labels.
+        predictions: the split's video predictions, keyed by video
+            (:func:`~dflab.metrics.predictions.keyed_predictions`).
 
     Returns:
         One row per dataset when there are several, and one per manipulation method (its fakes
         scored against the reals of its dataset) when the fakes name their methods.
     """
-    meta = [items[int(v)] for v in video_idx.tolist()]
+    meta = [p.item for p in predictions.values()]
+    probs, labels = as_arrays(predictions)
     datasets = sorted({it.dataset for it in meta})
     rows = []
     if len(datasets) > 1:

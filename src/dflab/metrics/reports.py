@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dflab.datasets.sources import VideoItem
+from dflab.metrics.predictions import VideoPrediction
 from dflab.utils.tables import render_table
 
 
@@ -91,9 +91,10 @@ def model_description(model: Any, data: Any, triplet: Any = None) -> str:
     return f"{what}, {frames}{data.image_size} px"
 
 
-def write_predictions(path: str | Path, items: Sequence[VideoItem], video_idx, probs, labels,
+def write_predictions(path: str | Path, predictions: Mapping[str, VideoPrediction],
                       roots: Mapping[str, Path] | None = None) -> Path:
-    """CSV ``path,label,fake_probability,dataset,method`` per video.
+    """CSV ``path,label,fake_probability,dataset,method`` per video, from predictions keyed by
+    video (:func:`~dflab.metrics.predictions.keyed_predictions`).
 
     ``path`` is relative to the video's dataset folder (``roots``, by dataset name; see
     :func:`dflab.datasets.resolve.dataset_roots`), so the file reads the same on any machine; a video
@@ -104,10 +105,10 @@ def write_predictions(path: str | Path, items: Sequence[VideoItem], video_idx, p
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "label", "fake_probability", "dataset", "method"])
-        for v, p, y in zip(video_idx.tolist(), probs.tolist(), labels.tolist(), strict=True):
-            it = items[v]
-            w.writerow([_relative(it.path, (roots or {}).get(it.dataset)), int(y), f"{p:.6f}", it.dataset,
-                        it.method])
+        for pred in predictions.values():
+            it = pred.item
+            w.writerow([_relative(it.path, (roots or {}).get(it.dataset)), pred.label, f"{pred.probability:.6f}",
+                        it.dataset, it.method])
     return path
 
 

@@ -19,6 +19,7 @@ from dflab.clips.datamodule import DeepfakeDataModule
 from dflab.config import ExperimentConfig, save_config
 from dflab.datasets.resolve import dataset_roots
 from dflab.metrics.breakdown import breakdown, breakdown_metrics, breakdown_table, write_breakdown
+from dflab.metrics.predictions import keyed_predictions
 from dflab.metrics.reports import model_description, plot_roc, write_predictions
 from dflab.training.result import RunResult
 from dflab.utils.report import report
@@ -79,12 +80,12 @@ def log_run_artifacts(cfg: ExperimentConfig, logger: MLFlowLogger, datamodule: D
         client.log_artifact(run_id, str(datamodule.write_report(tmpdir / "data_report.json")))
         probs_by_stage = {}
         for stage, (vids, probs, labels) in curves.items():
-            items = datamodule.split_items[stage]
-            client.log_artifact(run_id, str(write_predictions(tmpdir / f"predictions_{stage}.csv", items, vids,
-                                                              probs, labels, dataset_roots(cfg.data))),
+            predictions = keyed_predictions(datamodule.split_items[stage], vids, probs, labels)
+            client.log_artifact(run_id, str(write_predictions(tmpdir / f"predictions_{stage}.csv", predictions,
+                                                              dataset_roots(cfg.data))),
                                 "predictions")
             probs_by_stage[f"{stage} (video)"] = (probs.numpy(), labels.numpy())
-            rows = breakdown(items, vids, probs, labels)
+            rows = breakdown(predictions)
             if rows:
                 for key, value in breakdown_metrics(stage, rows).items():
                     client.log_metric(run_id, key, value, step=step)

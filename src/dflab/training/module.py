@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dflab.clips.batch import ClipBatch
 from dflab.config.schema import OptimConfig
 from dflab.metrics.scores import DetectionMetrics
 from dflab.models.ensemble import clip_logits
@@ -45,7 +46,8 @@ class DetectorModule(pl.LightningModule):
         self.train_metrics = DetectionMetrics(track_score)
         self.val_metrics = DetectionMetrics(track_score)
         self.test_metrics = DetectionMetrics(track_score)
-        #: per stage, the last epoch's ``(video_idx, fake probability, label)`` over all processes
+        #: per stage, the last epoch's ``(video_idx, fake probability, label)`` over all processes;
+        #: :func:`dflab.metrics.predictions.keyed_predictions` joins them to their videos
         self.predictions: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def stage_metrics(self, stage: str) -> DetectionMetrics:
@@ -62,7 +64,7 @@ class DetectorModule(pl.LightningModule):
         network each frame (the clip's logit is then the mean of the frames'); shape ``(B,)``."""
         return clip_logits(self.net, clips)
 
-    def model_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor | None:
+    def model_step(self, batch: ClipBatch, stage: str) -> torch.Tensor | None:
         """Loss of a batch, with the stage's metrics updated; ``None`` for an empty batch
         (every clip of it failed to decode and was recorded by the data module)."""
         if batch["clip"].shape[0] == 0:
@@ -76,7 +78,7 @@ class DetectorModule(pl.LightningModule):
                  prog_bar=stage != "test", batch_size=len(labels), sync_dist=stage != "train")
         return loss
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: ClipBatch, batch_idx: int) -> torch.Tensor | None:
         loss = self.model_step(batch, "train")
         if loss is None:
             return None  # Lightning skips the optimizer step
@@ -87,10 +89,10 @@ class DetectorModule(pl.LightningModule):
             )
         return loss
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: ClipBatch, batch_idx: int) -> None:
         self.model_step(batch, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: ClipBatch, batch_idx: int) -> None:
         self.model_step(batch, "test")
 
     def _log_epoch(self, stage: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from dflab.clips.batch import ClipBatch
 from dflab.config import ExperimentConfig, to_dict
 from dflab.models.checkpoint import build_net, load_checkpoint
 from dflab.tracking.mlflow_utils import client as mlflow_client
@@ -81,7 +82,7 @@ class TripletModule(DetectorModule):
         frames = net.embed(clips.flatten(0, 1)).view(b, t, -1)
         return F.normalize(frames.mean(dim=1), dim=-1)
 
-    def model_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor | None:
+    def model_step(self, batch: ClipBatch, stage: str) -> torch.Tensor | None:
         if batch["clip"].shape[0] == 0:  # every clip of the batch failed to decode
             return None
         loss = triplet_loss(self.clip_embeddings(batch["clip"]), batch["label"], self.margin, self.mining)
