@@ -176,3 +176,23 @@ def test_spec_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="noise"):
         DemoSpec(noise=(3.0, 1.0))
     assert DemoSpec(face_width=[0.3, 0.4]).face_width == (0.3, 0.4)  # type: ignore[arg-type]
+
+
+def test_the_demo_is_an_ordinary_dataset_adapter(manifest: Path) -> None:
+    """``data.source: demo`` goes through the dataset registry like every benchmark: its prepare
+    step makes the videos (the generator), its scan reads the manifest."""
+    from dflab.datasets import get_adapter
+    from dflab.datasets.demo.adapter import DemoOptions
+    from dflab.datasets.resolve import source_options
+    from dflab.experiment import build_experiment
+
+    adapter = get_adapter("demo")
+    assert adapter.prepare is not None and adapter.options is DemoOptions
+    items = adapter.scan(manifest.parent, DemoOptions())
+    assert len(items) == len(read_manifest(manifest))
+    assert {it.dataset for it in items} == {"demo"}
+    assert {it.method for it in items if it.label} == {"faceswap"} and not any(it.method for it in items if not it.label)
+    cfg = build_experiment({}, ["data.demo_seed=7"])
+    assert source_options(cfg.data) == {"seed": 7}  # the documented key feeds the adapter's option
+    with pytest.raises(Exception, match="not generated yet"):
+        adapter.scan(manifest.parent / "nowhere", DemoOptions())

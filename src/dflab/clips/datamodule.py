@@ -1,8 +1,9 @@
 """LightningDataModule: dataset source → face index → streamed face clips.
 
-``prepare_data`` (once per machine) generates the demo dataset when asked and builds the face
-index in parallel; ``setup`` (every process) reads the cached faces, leaves out videos that
-cannot be decoded, hold no face or are shorter than one clip (recorded in
+``prepare_data`` (once per machine) resolves the dataset (an adapter with a ``prepare`` step,
+such as the demo, makes its videos first) and builds the face index in parallel; ``setup``
+(every process) reads the cached faces, leaves out videos that cannot be decoded, hold no face
+or are shorter than one clip (recorded in
 :attr:`DeepfakeDataModule.excluded`) and builds one dataset per split. Clips whose frames do not
 decode while training or evaluating are recorded in :attr:`DeepfakeDataModule.skipped`, each
 with one warning; both lists go into ``data_report.json``.
