@@ -100,3 +100,22 @@ def test_the_shipped_experiments_extend_their_base():
     texts = {p.name: p.read_text() for p in EXPERIMENTS if "ffpp-c23" in p.name}
     assert texts and all("extends: base/ffpp-c23.yaml" in t for t in texts.values())
     assert max(len(t.splitlines()) for t in texts.values()) <= 15  # a few lines each
+
+
+def test_dataset_commands_load_experiments_without_the_model_stack():
+    """``dflab data check`` and ``dflab faces`` never build a network: their config load checks the
+    dataset and detector but not the backbone, so neither timm nor torch is imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from dflab.experiment import load_experiment; "
+            "cfg = load_experiment('experiments/mesonet4_demo.yaml', ['model.backbone=nope'], model=False); "
+            "print(cfg.data.source, 'timm' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["demo", "False", "False"]
+    from dflab.experiment import load_experiment
+
+    with pytest.raises(ConfigError, match=r"model\.backbone: unknown model 'nope'"):
+        load_experiment("experiments/mesonet4_demo.yaml", ["model.backbone=nope"])
+    with pytest.raises(ConfigError, match=r"data\.source"):
+        load_experiment("experiments/mesonet4_demo.yaml", ["data.source=nope"], model=False)

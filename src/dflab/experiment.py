@@ -82,12 +82,20 @@ def check_detector(name: str, options: Mapping[str, Any]) -> None:
         raise ConfigError(f"faces.detector_options ({name}): {err}") from err
 
 
-def build_experiment(data: Mapping[str, Any] | None = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
+def build_experiment(data: Mapping[str, Any] | None = None, overrides: Iterable[str] = (),
+                     model: bool = True) -> ExperimentConfig:
     """A fully checked experiment config from a nested mapping plus ``key=value`` overrides.
 
     :func:`dflab.config.build_config` checks names, types and ranges; this adds the dataset,
     detector and backbone checks (the last imports timm) and fills ``data.image_size: null``
     with the backbone's input size.
+
+    Args:
+        data: the experiment's settings (as read from its YAML file).
+        overrides: ``key=value`` strings applied on top.
+        model: check the backbone and fill ``data.image_size``; ``False`` for commands that
+            never build a network (``dflab data check``, ``dflab faces``), which then start
+            without importing timm or torch.
 
     Raises:
         ConfigError: the message names the key.
@@ -95,6 +103,8 @@ def build_experiment(data: Mapping[str, Any] | None = None, overrides: Iterable[
     cfg = build_config(data, overrides)
     check_datasets(cfg)
     check_detector(cfg.faces.detector, cfg.faces.detector_options)
+    if not model:
+        return cfg
     check_backbone(cfg.model.backbone)  # last: it imports timm (and torch)
     if cfg.data.image_size is None:  # the backbone's own input size
         from dflab.models import default_image_size
@@ -103,9 +113,9 @@ def build_experiment(data: Mapping[str, Any] | None = None, overrides: Iterable[
     return cfg
 
 
-def load_experiment(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
+def load_experiment(path: str | Path, overrides: Iterable[str] = (), model: bool = True) -> ExperimentConfig:
     """Load an experiment YAML file (with the files it ``extends``), apply overrides and check it
-    as :func:`build_experiment` does.
+    as :func:`build_experiment` does (``model=False``: without the backbone check).
 
     Raises:
         ConfigError: missing file, malformed YAML, unknown key, wrong type or a value no
@@ -114,6 +124,6 @@ def load_experiment(path: str | Path, overrides: Iterable[str] = ()) -> Experime
     path = Path(path)
     data = read_experiment(path)
     try:
-        return build_experiment(data, overrides)
+        return build_experiment(data, overrides, model=model)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err

@@ -61,7 +61,7 @@ def _faces(args: argparse.Namespace) -> int:
     from dflab.datasets.resolve import resolve_items
     from dflab.experiment import load_experiment
 
-    cfg = load_experiment(args.experiment, args.overrides)
+    cfg = load_experiment(args.experiment, args.overrides, model=False)  # no network: timm stays unloaded
     items = resolve_items(cfg.data)
     report, pack = FaceStage.of(cfg.data, cfg.faces).build(items, cfg.faces.workers)
     print(report.summary_table())
@@ -87,7 +87,7 @@ def _data_check(args: argparse.Namespace) -> int:
     from dflab.datasets.resolve import resolve_items
     from dflab.experiment import load_experiment
 
-    cfg = load_experiment(args.config, args.overrides)
+    cfg = load_experiment(args.config, args.overrides, model=False)  # no network: timm stays unloaded
     items = resolve_items(cfg.data, check=False)
     report = check_dataset(items, f"{cfg.data.source} at {cfg.data.root}", probe=not args.no_probe,
                            workers=args.workers, deep=args.deep, progress=True)

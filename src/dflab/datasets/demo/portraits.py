@@ -238,6 +238,10 @@ def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, shift) taking ``src`` onto ``dst``.
 
+    The estimate of :func:`dflab.faces.crop.similarity_transform`, computed in the landmarks'
+    own precision (float32) rather than float64: kept so the demo videos stay bit-identical
+    for a seed (the float64 version moves a few pixel values by a few levels).
+
     Returns:
         ``(2, 3)`` float64 matrix.
     """
