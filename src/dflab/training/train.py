@@ -31,17 +31,14 @@ def run_experiment(
 ) -> RunResult:
     """Train (and test, when the data has a test split) one experiment, logged to MLflow.
 
-    Args:
-        cfg: resolved experiment config.
-        tags: extra MLflow run tags (a sweep passes ``mlflow.parentRunId`` here).
-        callbacks: extra Lightning callbacks (e.g. Optuna pruning).
-        progress: progress bars.
-        model_summary: print the layer summary before training.
-        resume: a checkpoint (or the MLflow run id of a run whose ``last.ckpt`` is under
-            ``logging.output_dir``) to continue from; see :func:`~dflab.training.fit.fit_experiment`.
+    The arguments are those of :func:`~dflab.training.fit.fit_experiment` (``tags`` carries a
+    sweep's ``mlflow.parentRunId``; ``resume`` a checkpoint or run id to continue).
 
     Returns:
         The run's result (for the triplet stage, the classification run's).
+
+    Raises:
+        ConfigError: ``resume`` given for a two-stage triplet experiment.
     """
     if cfg.triplet.enabled:
         if resume:
