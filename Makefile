@@ -18,13 +18,20 @@ ARGS ?=
 RUN ?=
 RESUME ?=
 PORT ?= 5000
+WORKERS ?=
+# `make server`: PostgreSQL + MLflow tracking server (data, logs and the password file in SERVER_DIR)
+SERVER_DIR ?= server
+SERVER_HOST ?= 127.0.0.1
+PG_PORT ?= 5432
+MLFLOW_PORT ?= 5000
+DASHBOARD_PORT ?= 8080
 PYTEST_ARGS ?=
 
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast sweep train faces demo export evaluate data-check ui bench lint typecheck clean
+.PHONY: help install test test-fast sweep train faces demo export evaluate data-check ui server dashboard bench lint typecheck clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,8 +66,8 @@ test: $(STAMP) ## Run the whole test suite (includes slow end-to-end tests)
 test-fast: $(STAMP) ## Run the tests not marked slow
 	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-sweep: $(STAMP) ## Optuna sweep (default: the built-in demo dataset) logged to MLflow
-	$(DFLAB) sweep $(SWEEP) $(ARGS)
+sweep: $(STAMP) ## Optuna sweep (default: the built-in demo dataset) logged to MLflow [WORKERS=4: worker processes]
+	$(DFLAB) sweep $(SWEEP) $(ARGS) $(if $(WORKERS),--workers $(WORKERS))
 
 train: $(STAMP) ## Train one experiment: make train EXP=experiments/x.yaml ARGS="trainer.max_epochs=3" [RESUME=<ckpt or run id>]
 	$(DFLAB) train $(EXP) $(ARGS) $(if $(RESUME),--resume $(RESUME))
@@ -82,6 +89,13 @@ export: $(STAMP) ## Export the best checkpoint of the latest sweep (or RUN=<run 
 
 ui: $(STAMP) ## Serve the MLflow UI on the runs in mlruns/ (PORT=5000 by default)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts --host 127.0.0.1 --port $(PORT)
+
+server: $(STAMP) ## PostgreSQL + MLflow tracking server for a team or several hosts (SERVER_DIR, SERVER_HOST, PG_PORT, MLFLOW_PORT); Ctrl-C stops both
+	$(DFLAB) server --root $(SERVER_DIR) --host $(SERVER_HOST) --pg-port $(PG_PORT) --mlflow-port $(MLFLOW_PORT)
+
+dashboard: $(STAMP) ## optuna-dashboard on the study of SWEEP (DASHBOARD_PORT=8080)
+	$(VENV)/bin/optuna-dashboard --host 127.0.0.1 --port $(DASHBOARD_PORT) \
+	  "$$($(PYTHON) -c 'import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get("storage", "mlruns/optuna.journal"))' $(SWEEP))"
 
 bench: $(STAMP) ## Measure throughput and face recall (Markdown on stdout, outputs/bench*.md)
 	$(PYTHON) bench/run.py

@@ -78,7 +78,7 @@ def test_plot_titles_name_the_model_and_the_objective(tmp_path):
 
     from dflab.experiment import build_experiment
     from dflab.metrics.reports import model_description
-    from dflab.sweeps.sweep import parallel_coordinates_figure
+    from dflab.sweeps.summary import parallel_coordinates_figure
 
     cfg = build_experiment({}, ["model.backbone=resnet10t", "model.temporal=lstm", "data.frames_per_clip=8"])
     assert model_description(cfg.model, cfg.data, cfg.triplet) == "resnet10t + lstm, 8x96 px"

@@ -1,4 +1,4 @@
-"""The ``dflab`` command line: ``train``, ``sweep``, ``export``, ``evaluate``, ``faces``, ``data``, ``demo``.
+"""The ``dflab`` command line: ``train``, ``sweep``, ``server``, ``export``, ``evaluate``, ``faces``, ``data``, ``demo``.
 
 Configuration errors (unknown key, wrong type, bad dataset layout) end the command with exit
 status 2 and a one-line message naming the key or file, before any work starts.
@@ -12,8 +12,16 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+def _server(args: argparse.Namespace) -> int:
+    from dflab.tracking.server import serve
+
+    serve(Path(args.root), args.host, args.pg_port, args.mlflow_port)
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -34,9 +42,17 @@ def _sweep(args: argparse.Namespace) -> int:
     from dflab.sweeps.space import load_sweep
 
     sweep = load_sweep(args.sweep, args.overrides)  # refused before Optuna and MLflow load
+    workers = args.workers if args.workers is not None else sweep.workers
+    if workers > 1 and args.worker_index is None:
+        from dflab.sweeps.workers import run_workers
+
+        run_workers(sweep, args.sweep, args.overrides, workers, n_trials=args.n_trials)
+        return 0
     from dflab.sweeps.sweep import run_sweep
 
-    run_sweep(sweep, n_trials=args.n_trials)
+    index = args.worker_index if args.worker_index is not None else int(os.environ.get("DFLAB_WORKER_INDEX", 0))
+    run_sweep(sweep, n_trials=args.n_trials, worker_index=index, stop_at=args.stop_at,
+              summarise=not args.no_summary)
     return 0
 
 
@@ -186,11 +202,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", metavar="key=value",
                    help="sweep keys (n_trials=4) or experiment keys (trainer.max_epochs=2)")
     s.add_argument("--n-trials", type=int, default=None, help="trials to add (default: the sweep's n_trials)")
+    s.add_argument("--workers", type=int, default=None,
+                   help="worker processes on this host sharing the trials (default: the sweep's workers, 1)")
+    s.add_argument("--worker-index", type=int, default=None,
+                   help="this process's index among the workers of a study on several hosts (its own sampler "
+                        "stream; default $DFLAB_WORKER_INDEX, else 0); e.g. $SLURM_PROCID")
+    s.add_argument("--stop-at", type=int, default=None, help=argparse.SUPPRESS)  # the launcher's shared budget
+    s.add_argument("--no-summary", action="store_true", help=argparse.SUPPRESS)  # the launcher summarises
     s.set_defaults(fn=_sweep)
+
+    srv = sub.add_parser("server", help="PostgreSQL + MLflow tracking server for sweeps on several hosts")
+    srv.add_argument("--root", default="server", help="folder for the database, artifacts, logs and password file")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    srv.add_argument("--pg-port", type=int, default=5432, help="PostgreSQL port (0: a free one)")
+    srv.add_argument("--mlflow-port", type=int, default=5000, help="MLflow tracking server port (0: a free one)")
+    srv.set_defaults(fn=_server)
 
     e = sub.add_parser("export", help="export a checkpoint to ONNX and torch.export with a parity check")
     e.add_argument("--run-id", default=None, help="MLflow run (default: best trial of the latest sweep)")
-    e.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db", help="MLflow tracking URI of the run")
+    e.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI of the run (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)")
     e.add_argument("--out-dir", default="outputs/export", help="folder for model.onnx, model.pt2, export.json")
     e.add_argument("--atol", type=_non_negative, default=1e-4, help="largest allowed |difference| of scores")
     e.set_defaults(fn=_export)
@@ -208,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a local .ckpt instead of an MLflow run; repeat for an ensemble")
     v.add_argument("--combine", choices=("mean_logit", "mean_prob"), default="mean_logit",
                    help="how an ensemble combines its members' scores")
-    v.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db", help="MLflow tracking URI of the runs")
+    v.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI of the runs (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)")
     v.add_argument("--set", action="append", metavar="key=value",
                    help="override applied to every dataset config (repeatable)")
     v.set_defaults(fn=_evaluate)

@@ -21,7 +21,7 @@ import yaml
 from dflab.config.checks import check_config, flatten, to_dict
 from dflab.config.errors import ConfigError, suggest
 from dflab.config.files import read_experiment
-from dflab.config.schema import ExperimentConfig
+from dflab.config.schema import ExperimentConfig, tracking_uri_or_default
 
 __all__ = ["ConfigError", "build_config", "build_section", "field_type", "flatten", "load_config",
            "parse_override", "to_dict"]
@@ -179,6 +179,7 @@ def build_config(data: Mapping[str, Any] | None = None, overrides: Iterable[str]
         key, value = parse_override(text)
         _set(merged, key, value)
     cfg = _build(ExperimentConfig, merged)
+    cfg.logging.tracking_uri = tracking_uri_or_default(cfg.logging.tracking_uri)
     check_config(cfg)
     return cfg
 

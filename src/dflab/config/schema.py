@@ -7,6 +7,7 @@ naming the key (see :mod:`dflab.config.loader` and :mod:`dflab.experiment`). Pat
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 
@@ -208,12 +209,26 @@ class TrainerConfig:
     num_threads: int = 0
 
 
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+"""Where runs go when neither the config nor ``MLFLOW_TRACKING_URI`` names a tracking URI."""
+
+
+def tracking_uri_or_default(uri: str | None = None) -> str:
+    """``uri`` if given, else the ``MLFLOW_TRACKING_URI`` environment variable, else
+    :data:`DEFAULT_TRACKING_URI`."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
 @dataclass
 class LoggingConfig:
     """Where runs and checkpoints go.
 
     Attributes:
-        tracking_uri: MLflow tracking URI (SQLite database under ``mlruns/`` by default).
+        tracking_uri: MLflow tracking URI: a SQLite database, or an MLflow tracking server
+            (``http://host:5000``, artifacts proxied by the server). Empty (the default): the
+            ``MLFLOW_TRACKING_URI`` environment variable, else :data:`DEFAULT_TRACKING_URI`.
+            Give passwords through MLflow's ``MLFLOW_TRACKING_USERNAME`` /
+            ``MLFLOW_TRACKING_PASSWORD`` rather than inside the URI.
         artifact_location: root folder for MLflow artifacts of new experiments.
         experiment: MLflow experiment name.
         run_name: MLflow run name (default: the experiment ``name``).
@@ -221,7 +236,7 @@ class LoggingConfig:
         log_checkpoint: upload the best checkpoint to MLflow as an artifact.
     """
 
-    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    tracking_uri: str = ""
     artifact_location: str = "mlruns/artifacts"
     experiment: str = "dflab"
     run_name: str | None = None

@@ -146,7 +146,7 @@ def check_members_agree(configs: Sequence[tuple[str, ExperimentConfig]]) -> None
 def cross_dataset_evaluation(
     datasets: Sequence[str | Path], *, run_id: str | Sequence[str] | None = None,
     checkpoint: str | Path | Sequence[str | Path] | None = None,
-    tracking_uri: str = "sqlite:///mlruns/mlflow.db", overrides: Sequence[str] = (),
+    tracking_uri: str | None = None, overrides: Sequence[str] = (),
     combine: str = "mean_logit", progress: bool = True,
 ) -> list[TestSetResult]:
     """Score a checkpoint, or an ensemble of several, on the test split of every dataset and
@@ -159,7 +159,8 @@ def cross_dataset_evaluation(
             results go to a new MLflow run tagged with its members.
         checkpoint: local checkpoint file(s) instead of runs (results are only printed and
             written under ``outputs/evaluation/``).
-        tracking_uri: MLflow tracking URI of the runs.
+        tracking_uri: MLflow tracking URI of the runs (default: ``$MLFLOW_TRACKING_URI``, else
+            ``sqlite:///mlruns/mlflow.db``).
         overrides: ``key=value`` overrides applied to every dataset config.
         combine: how an ensemble combines its members: ``mean_logit`` or ``mean_prob``.
         progress: progress bars.
@@ -173,7 +174,7 @@ def cross_dataset_evaluation(
     if run_ids and checkpoints:
         raise ValueError("give run ids or checkpoints, not both")
     targets = [load_experiment(path, overrides) for path in datasets]  # refuse bad configs first
-    client = mlflow_client(LoggingConfig(tracking_uri=tracking_uri)) if not checkpoints else None
+    client = mlflow_client(LoggingConfig(tracking_uri=tracking_uri or "")) if not checkpoints else None
     if client is not None and not run_ids:
         run_ids = [latest_sweep_best_run(client)]
     members: list[tuple[str, ExperimentConfig, Any]] = []

@@ -109,7 +109,7 @@ def export_model(net: nn.Module, frames: torch.Tensor, out_dir: str | Path, atol
     return result
 
 
-def export_run(run_id: str | None = None, tracking_uri: str = "sqlite:///mlruns/mlflow.db",
+def export_run(run_id: str | None = None, tracking_uri: str | None = None,
                out_dir: str | Path = "outputs/export", atol: float = 1e-4) -> ExportResult:
     """Export the best checkpoint of an MLflow run (default: best trial of the latest sweep).
 
@@ -118,7 +118,7 @@ def export_run(run_id: str | None = None, tracking_uri: str = "sqlite:///mlruns/
     from dflab.tracking.mlflow_utils import client as mlflow_client
     from dflab.tracking.mlflow_utils import latest_sweep_best_run, run_checkpoint
 
-    client = mlflow_client(LoggingConfig(tracking_uri=tracking_uri))
+    client = mlflow_client(LoggingConfig(tracking_uri=tracking_uri or ""))
     run_id = run_id or latest_sweep_best_run(client)
     with tempfile.TemporaryDirectory() as tmp:
         cfg, net = load_checkpoint(run_checkpoint(client, run_id, tmp))

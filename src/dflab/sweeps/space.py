@@ -27,24 +27,8 @@ import yaml
 from dflab.config import ConfigError, read_yaml
 from dflab.config.loader import _build, _set, field_type, parse_override
 from dflab.experiment import load_experiment
-
-
-@dataclass
-class SamplerConfig:
-    """Optuna sampler: ``tpe`` or ``random``, with a seed."""
-
-    name: str = "tpe"
-    seed: int = 0
-    n_startup_trials: int = 3
-
-
-@dataclass
-class PrunerConfig:
-    """Optuna pruner: ``median`` or ``none``."""
-
-    name: str = "median"
-    n_startup_trials: int = 2
-    n_warmup_steps: int = 1
+from dflab.sweeps.search import PrunerConfig, SamplerConfig, check_search
+from dflab.utils.urls import redact
 
 
 @dataclass
@@ -54,8 +38,16 @@ class SweepConfig:
     Attributes:
         experiment: base experiment YAML.
         study: Optuna study name (also the MLflow parent run's name).
-        storage: Optuna storage URL; trials persist there and new runs add to the study.
-        n_trials: trials added per ``dflab sweep`` call.
+        storage: Optuna storage: a journal file (``mlruns/optuna.journal``; several worker
+            processes on one host), PostgreSQL or MySQL (``postgresql://user@host/db``; workers on
+            several hosts), or SQLite (``sqlite:///mlruns/optuna.db``; one worker). Trials persist
+            there and new runs add to the study. Give a database password through ``PGPASSWORD``
+            or ``~/.pgpass`` rather than in the URL (dflab never logs it either way).
+        n_trials: trials added per ``dflab sweep`` call (shared by its workers).
+        workers: worker processes on this host (``dflab sweep --workers`` overrides it).
+        heartbeat_s: seconds between a running trial's heartbeats (database storages); a trial
+            silent for ``grace_s`` is failed by whichever worker notices first.
+        grace_s: see ``heartbeat_s``.
         timeout_min: stop starting new trials after this many minutes (``null``: no limit).
         direction: ``maximize`` or ``minimize`` the experiment's ``monitor`` metric.
         mlflow_experiment: MLflow experiment holding the parent and trial runs.
@@ -65,8 +57,11 @@ class SweepConfig:
 
     experiment: str = "experiments/mesonet4_demo.yaml"
     study: str = "demo"
-    storage: str = "sqlite:///mlruns/optuna.db"
+    storage: str = "mlruns/optuna.journal"
     n_trials: int = 6
+    workers: int = 1
+    heartbeat_s: int = 10
+    grace_s: int = 30
     timeout_min: float | None = None
     direction: str = "maximize"
     mlflow_experiment: str = "dflab-sweeps"
@@ -84,7 +79,7 @@ def _candidates(spec: dict[str, Any]) -> list[tuple[str, Any]]:
     return [("low", spec["low"]), ("high", spec["high"])]
 
 
-def _is_int_key(key: str) -> bool:
+def is_int_key(key: str) -> bool:
     tp = field_type(key)
     return tp is int or (typing.get_origin(tp) in (typing.Union, types.UnionType) and int in typing.get_args(tp)
                          and float not in typing.get_args(tp))
@@ -117,7 +112,7 @@ def _check_param(key: Any, spec: Any) -> None:
         return
     if not {"low", "high"} <= set(spec):
         raise ConfigError(f"{where}: needs low and high, or choices")
-    if tp not in (int, float) and not _is_int_key(key) and typing.get_origin(tp) not in (typing.Union, types.UnionType):
+    if tp not in (int, float) and not is_int_key(key) and typing.get_origin(tp) not in (typing.Union, types.UnionType):
         raise ConfigError(f"{where}: a low/high range needs a numeric key; use choices")
     for name in ("low", "high", "step"):
         bound = spec.get(name)
@@ -130,7 +125,7 @@ def _check_param(key: Any, spec: Any) -> None:
                 raise ConfigError(f"{where}.{name}: expected a number, got {bound!r}") from None
         if not math.isfinite(bound):
             raise ConfigError(f"{where}.{name}: must be a finite number, got {bound!r}")
-        if _is_int_key(key):
+        if is_int_key(key):
             if bound != int(bound):
                 raise ConfigError(f"{where}.{name}: {key} is a whole number, got {bound!r}")
             bound = int(bound)
@@ -187,17 +182,19 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
             _check_param(key, spec)
         if cfg.direction not in ("maximize", "minimize"):
             raise ConfigError(f"direction: {cfg.direction!r} is not maximize or minimize")
-        if cfg.sampler.name not in ("tpe", "random"):
-            raise ConfigError(f"sampler.name: {cfg.sampler.name!r} is not tpe or random")
-        if cfg.pruner.name not in ("median", "none"):
-            raise ConfigError(f"pruner.name: {cfg.pruner.name!r} is not median or none")
+        check_search(cfg.sampler, cfg.pruner, cfg.params, is_int_key)
+        if cfg.workers < 1:
+            raise ConfigError(f"workers: must be >= 1, got {cfg.workers!r}")
+        if cfg.heartbeat_s < 1 or cfg.grace_s <= cfg.heartbeat_s:
+            raise ConfigError(f"heartbeat_s, grace_s: need 1 <= heartbeat_s < grace_s, got "
+                              f"{cfg.heartbeat_s} and {cfg.grace_s}")
         if cfg.n_trials < 1:
             raise ConfigError(f"n_trials: must be >= 1, got {cfg.n_trials!r}")
         if cfg.timeout_min is not None and not (math.isfinite(cfg.timeout_min) and cfg.timeout_min > 0):
             raise ConfigError(f"timeout_min: must be > 0 minutes (or null: no limit), got {cfg.timeout_min!r}")
-        if not cfg.storage.startswith(STORAGE_SCHEMES):
-            raise ConfigError(f"storage: {cfg.storage!r} is not an Optuna storage URL "
-                              f"({', '.join(STORAGE_SCHEMES)})")
+        if not (cfg.storage.startswith(STORAGE_SCHEMES) or cfg.storage.endswith(".journal")):
+            raise ConfigError(f"storage: {redact(cfg.storage)!r} is not an Optuna storage: a journal file "
+                              f"(a path ending .journal) or a database URL ({', '.join(STORAGE_SCHEMES)})")
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     load_experiment(cfg.experiment, cfg.overrides)  # the base experiment, refused before any trial
@@ -212,7 +209,7 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
 
 
 STORAGE_SCHEMES = ("sqlite:///", "postgresql", "mysql")
-"""Optuna storage URLs dflab accepts (relational databases SQLAlchemy drives)."""
+"""Database URLs dflab accepts as Optuna storage (besides a journal file, a path ending ``.journal``)."""
 
 
 def suggest(trial: Any, params: dict[str, dict[str, Any]]) -> list[str]:
@@ -221,7 +218,7 @@ def suggest(trial: Any, params: dict[str, dict[str, Any]]) -> list[str]:
     for key, spec in params.items():
         if "choices" in spec:
             value = trial.suggest_categorical(key, spec["choices"])
-        elif _is_int_key(key):
+        elif is_int_key(key):
             log = bool(spec.get("log", False))
             value = trial.suggest_int(key, int(spec["low"]), int(spec["high"]), step=int(spec.get("step") or 1), log=log)
         else:

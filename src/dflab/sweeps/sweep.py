@@ -2,8 +2,11 @@
 
 Every trial logs the same flattened experiment config as MLflow params, so the MLflow UI's
 parallel-coordinates view shows every axis. The study lives in persistent Optuna storage
-(SQLite by default, with heartbeats so a killed trial is marked failed on the next run), and a
-second ``dflab sweep`` adds trials to the same study and the same parent run.
+(:mod:`dflab.sweeps.study`: a journal file, PostgreSQL or SQLite), and every ``dflab sweep``
+process on one or several hosts adds trials to the same study and the same parent run; ``dflab
+sweep --workers N`` starts N of them (:mod:`dflab.sweeps.workers`). A trial whose worker process
+dies (``kill -9``, a lost host) ends ``FAIL`` in Optuna and ``KILLED`` in MLflow as soon as another
+worker or a rerun notices.
 
 A trial that raises (out of memory, an undecodable video, a bad sampled value, a bug) is one
 failed trial, not the end of the sweep: Optuna marks it ``FAIL`` and goes on with the next one,
@@ -15,32 +18,31 @@ its MLflow run and the parent run ``KILLED``, and the finished trials stay in th
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import signal
-import tempfile
 import threading
 import traceback
 import typing
-from dataclasses import replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
 from pytorch_lightning.callbacks import Callback
 
-from dflab.config import flatten, save_config, to_dict
+from dflab.config import flatten, to_dict
 from dflab.datasets.resolve import resolve_items
 from dflab.experiment import load_experiment
-from dflab.sweeps.space import SweepConfig, suggest
-from dflab.tracking.mlflow_utils import check_writable, ensure_experiment
+from dflab.sweeps.search import make_pruner, make_sampler, worker_seed
+from dflab.sweeps.space import SweepConfig, is_int_key, suggest
+from dflab.sweeps.study import WORKER_ATTR, fail_orphaned_trials, open_storage, worker_id
+from dflab.sweeps.summary import summarise as summarise_study
+from dflab.tracking.mlflow_utils import check_writable, ensure_experiment, mlflow_params
 from dflab.tracking.mlflow_utils import client as mlflow_client
 from dflab.training.module import NonFiniteLossError
 from dflab.training.train import run_experiment
-from dflab.utils.quiet import quiet_known_warnings
 from dflab.utils.report import report
-from dflab.utils.tables import render_table
+from dflab.utils.urls import redact
 
 log = logging.getLogger(__name__)
 
@@ -69,43 +71,41 @@ class OptunaPruning(Callback):
                                      f"({self.monitor}={float(value):.4f})")
 
 
-@quiet_known_warnings()
-def _storage(url: str) -> optuna.storages.BaseStorage:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
-
-
-def _sampler(cfg: SweepConfig) -> optuna.samplers.BaseSampler:
-    if cfg.sampler.name == "random":
-        return optuna.samplers.RandomSampler(seed=cfg.sampler.seed)
-    return optuna.samplers.TPESampler(seed=cfg.sampler.seed, n_startup_trials=cfg.sampler.n_startup_trials)
-
-
-def _pruner(cfg: SweepConfig) -> optuna.pruners.BasePruner:
-    if cfg.pruner.name == "none":
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner.n_startup_trials,
-                                       n_warmup_steps=cfg.pruner.n_warmup_steps)
-
-
-def _parent_run(client: Any, experiment_id: str, cfg: SweepConfig) -> str:
-    """The study's MLflow parent run: reopened if it exists, created otherwise."""
-    found = client.search_runs(
+def _parent_runs(client: Any, experiment_id: str, cfg: SweepConfig) -> list[Any]:
+    return client.search_runs(
         [experiment_id],
         filter_string=f"tags.`dflab.kind` = 'sweep' AND tags.`dflab.study` = '{cfg.study}' "
-                      f"AND tags.`dflab.storage` = '{cfg.storage}'",
-        max_results=1, order_by=["attributes.start_time ASC"],
+                      f"AND tags.`dflab.storage` = '{redact(cfg.storage)}'",
+        order_by=["attributes.start_time ASC"], max_results=50,
     )
+
+
+def parent_run(client: Any, experiment_id: str, cfg: SweepConfig) -> str:
+    """The study's MLflow parent run: reopened if it exists, created otherwise.
+
+    Workers that start together on several hosts may each create one; all of them then keep the
+    oldest and the others delete their own, so the study has one parent run. Its params are the
+    sweep file's settings, passwords redacted.
+    """
+    found = _parent_runs(client, experiment_id, cfg)
     if found:
         run_id = found[0].info.run_id
-        client.update_run(run_id, status="RUNNING")
+        if found[0].info.status != "RUNNING":
+            client.update_run(run_id, status="RUNNING")
         return run_id
     run = client.create_run(experiment_id, run_name=f"sweep-{cfg.study}",
-                            tags={"dflab.kind": "sweep", "dflab.study": cfg.study, "dflab.storage": cfg.storage})
-    for key, value in flatten(to_dict(cfg)).items():
-        client.log_param(run.info.run_id, key, str(value)[:6000])
-    return run.info.run_id
+                            tags={"dflab.kind": "sweep", "dflab.study": cfg.study,
+                                  "dflab.storage": redact(cfg.storage)})
+    ours = run.info.run_id
+    oldest = _parent_runs(client, experiment_id, cfg)[0].info.run_id
+    if oldest != ours:  # another worker created one first
+        client.delete_run(ours)
+        return oldest
+    from mlflow.entities import Param
+
+    params = [Param(k, redact(str(v))[:6000]) for k, v in flatten(to_dict(cfg)).items()]
+    client.log_batch(ours, params=params)
+    return ours
 
 
 class SweepFailedError(RuntimeError):
@@ -141,19 +141,103 @@ def _trial_run(client: Any, experiment_id: str, parent: str, trial: optuna.Trial
     if found:
         return found[0].info.run_id
     run = client.create_run(experiment_id, run_name=run_name, tags={"dflab.kind": "train", **tags})
-    values = flatten(to_dict(exp)) if exp is not None else dict(trial.params)
-    params = [Param(k, str(v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v))[:6000])
-              for k, v in values.items()]
+    values = mlflow_params(exp) if exp is not None else dict(trial.params)
+    params = [Param(k, redact(str(v))[:6000]) for k, v in values.items()]
     client.log_batch(run.info.run_id, params=params)
     return run.info.run_id
 
 
-def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = True) -> optuna.Study:
+@dataclass
+class SweepSession:
+    """What every process of a sweep opens first: the checked base experiment, the MLflow
+    experiment and parent run, and (:meth:`study`) the Optuna study with this worker's sampler."""
+
+    cfg: SweepConfig
+    base: Any
+    client: Any
+    experiment_id: str
+    parent: str
+
+    @classmethod
+    def open(cls, cfg: SweepConfig, progress: bool = True) -> SweepSession:
+        """Check the base experiment, the stores and the dataset, then open the MLflow side.
+
+        Raises:
+            ConfigError: a bad key or an unwritable store (before any trial or run).
+            DatasetLayoutError: the dataset is refused (when no trial samples the data keys).
+        """
+        base = load_experiment(cfg.experiment, cfg.overrides)  # refuses bad keys before any trial
+        base.logging.experiment = cfg.mlflow_experiment
+        check_writable(base.logging, base.logging.output_dir)
+        if cfg.storage.startswith("sqlite:///") or cfg.storage.endswith(".journal"):  # checked like MLflow's
+            check_writable(replace(base.logging, tracking_uri=cfg.storage if "://" in cfg.storage
+                                   else f"sqlite:///{cfg.storage}"))
+        if not any(k.startswith(DATA_KEYS) for k in cfg.params):
+            # Every trial reads the same dataset: a layout refused now fails no trial and no run.
+            resolve_items(base.data, progress=progress)
+        client = mlflow_client(base.logging)
+        experiment_id = ensure_experiment(base.logging)
+        return cls(cfg, base, client, experiment_id, parent_run(client, experiment_id, cfg))
+
+    def study(self, worker_index: int = 0) -> tuple[optuna.Study, int, int]:
+        """The study (created if missing), with the trials of dead workers failed and this
+        worker's sampler and pruner; also the trial count found and the sampler seed."""
+        cfg = self.cfg
+
+        def heartbeat_failed(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            self.trial_killed(study, trial, f"no heartbeat from its worker for {cfg.grace_s} s "
+                                            "(process killed or host lost)")
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = open_storage(cfg.storage, cfg.heartbeat_s, cfg.grace_s, stale_trial_callback=heartbeat_failed)
+        study = optuna.create_study(study_name=cfg.study, storage=storage, load_if_exists=True,
+                                    direction=typing.cast(typing.Literal["minimize", "maximize"], cfg.direction))
+        fail_orphaned_trials(study, self.trial_killed)
+        before = len(study.trials)
+        seed = worker_seed(cfg.sampler.seed, worker_index, before)
+        study.sampler = make_sampler(cfg.sampler, seed, cfg.params, is_int_key)
+        study.pruner = make_pruner(cfg.pruner, self.base.trainer.max_epochs)
+        study.set_user_attr("mlflow_parent_run_id", self.parent)
+        return study, before, seed
+
+    def trial_killed(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
+        """A trial failed for its worker's death: its MLflow run ends ``KILLED`` with the reason."""
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if not run_id:
+            return
+        try:
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_tag(run_id, "optuna.state", "FAIL")
+                self.client.set_tag(run_id, "dflab.error", reason)
+                self.client.set_terminated(run_id, "KILLED")
+        except Exception as err:  # the trial is failed in Optuna either way
+            log.warning("trial %d: its MLflow run %s could not be marked KILLED: %s", trial.number, run_id,
+                        error_line(err))
+
+
+DATA_KEYS = ("data.source", "data.root", "data.options", "data.extra_sources")
+"""Experiment keys that change which videos a trial reads."""
+
+
+def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = True, *,
+              worker_index: int = 0, stop_at: int | None = None, summarise: bool = True) -> optuna.Study:
     """Add ``n_trials`` trials (default ``cfg.n_trials``) to the study and log them to MLflow.
 
     A trial that raises is marked failed (Optuna ``FAIL``, MLflow ``FAILED``, the error in the
     trial's user attribute ``error`` and its run's tag ``dflab.error``) and the sweep goes on;
-    the parent run ends ``FINISHED`` when at least one trial of this call completed.
+    the parent run ends ``FINISHED`` when at least one trial of this call completed and no other
+    worker still runs one.
+
+    Args:
+        cfg: the sweep.
+        n_trials: trials this process adds at most (default ``cfg.n_trials``).
+        progress: progress bars and per-epoch lines.
+        worker_index: this process's index among the sweep's workers; seeds its sampler
+            (:func:`~dflab.sweeps.search.worker_seed`).
+        stop_at: stop starting trials once the study holds this many (any state, running
+            included): the budget that several workers share.
+        summarise: print the trials table, log plots to the parent run and end it (a launcher of
+            several workers does this once, after all of them).
 
     Returns:
         The Optuna study (all its trials, from every run of the sweep).
@@ -165,25 +249,14 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
             marked failed, its MLflow run and the parent run ``KILLED``, and the finished trials
             are kept.
     """
-    base = load_experiment(cfg.experiment, cfg.overrides)  # refuses bad keys before any trial
-    base.logging.experiment = cfg.mlflow_experiment
-    check_writable(base.logging, base.logging.output_dir)
-    if cfg.storage.startswith("sqlite:///"):  # the Optuna database, checked like MLflow's
-        check_writable(replace(base.logging, tracking_uri=cfg.storage))
-    if not any(k.startswith(("data.source", "data.root", "data.options", "data.extra_sources")) for k in cfg.params):
-        # Every trial reads the same dataset: a layout refused now fails no trial and no run.
-        resolve_items(base.data, progress=progress)
-    client = mlflow_client(base.logging)
-    experiment_id = ensure_experiment(base.logging)
-    parent = _parent_run(client, experiment_id, cfg)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=cfg.study, storage=_storage(cfg.storage),
-                                direction=typing.cast(typing.Literal["minimize", "maximize"], cfg.direction), sampler=_sampler(cfg), pruner=_pruner(cfg),
-                                load_if_exists=True)
-    study.set_user_attr("mlflow_parent_run_id", parent)
+    session = SweepSession.open(cfg, progress)
+    client, experiment_id, parent = session.client, session.experiment_id, session.parent
+    study, before, seed = session.study(worker_index)
+    trial_killed = session.trial_killed
     total = n_trials if n_trials is not None else cfg.n_trials
-    report(f"Sweep {cfg.study!r}: {len(study.trials)} trials so far in {cfg.storage}; adding {total}. "
-          f"MLflow parent run {parent}")
+    me = worker_id()
+    report(f"Sweep {cfg.study!r}: {before} trials so far in {redact(cfg.storage)}; adding {total} "
+           f"(worker {worker_index}, sampler {cfg.sampler.name} seed {seed}). MLflow parent run {parent}")
 
     def record_failure(trial: optuna.Trial, run_name: str, tags: dict[str, str], exp: Any,
                        err: BaseException, status: str) -> str | None:
@@ -204,6 +277,8 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
             return None
 
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, me)
+        fail_orphaned_trials(study, trial_killed)
         run_name = f"{cfg.study}-trial-{trial.number:03d}"
         tags = {"mlflow.parentRunId": parent, "dflab.study": cfg.study, "optuna.trial": str(trial.number)}
         exp = None
@@ -251,11 +326,15 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
     optuna_log.setLevel(logging.ERROR)
     # Lightning ignores Ctrl-C once it has stopped a trial for one; the caller gets its handler back.
     sigint = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        finished.append(trial)
+        if stop_at is not None and len(study.get_trials(deepcopy=False)) >= stop_at:
+            study.stop()  # the workers' shared budget is spent (running trials included)
+
     try:
         study.optimize(objective, n_trials=total,
                        timeout=cfg.timeout_min * 60 if cfg.timeout_min else None,
-                       catch=(Exception,), callbacks=[lambda _, trial: finished.append(trial)],
-                       gc_after_trial=True)
+                       catch=(Exception,), callbacks=[after_trial], gc_after_trial=True)
     except KeyboardInterrupt as err:
         status = "KILLED"
         if isinstance(err.__cause__, SystemExit):
@@ -267,7 +346,8 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
     finally:
         optuna_log.setLevel(optuna_level)
         try:
-            _summarise(study, cfg, client, parent, status, finished)
+            if summarise:
+                summarise_study(study, cfg, client, parent, status, finished)
         finally:
             if sigint is not None:
                 signal.signal(signal.SIGINT, sigint)
@@ -280,90 +360,3 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
     return study
 
 
-def _summarise(study: optuna.Study, cfg: SweepConfig, client: Any, parent: str, status: str = "FINISHED",
-               finished: typing.Sequence[optuna.trial.FrozenTrial] = ()) -> None:
-    """Log the study's best trial, a trials table and a parallel-coordinates plot to the parent run,
-    and end the parent run: ``status`` (``FINISHED``, or ``KILLED``/``FAILED`` when the sweep was
-    stopped), ``FAILED`` when every trial of this call (``finished``) failed or none ever completed."""
-    from rich.table import Table
-
-    State = optuna.trial.TrialState
-    complete = [t for t in study.trials if t.state == State.COMPLETE]
-    failed = [t for t in study.trials if t.state == State.FAIL]
-    table = Table(title=f"study {cfg.study}: {len(study.trials)} trials ({len(complete)} complete, "
-                        f"{len(failed)} failed)")
-    for col in ("#", "state", "value", *cfg.params, "mlflow run", "error"):
-        table.add_column(col)
-    for t in study.trials:
-        value = "-" if t.value is None else f"{t.value:.4f}"
-        error = t.user_attrs.get("error", "-" if t.state != State.FAIL else "(no error recorded)")
-        table.add_row(str(t.number), t.state.name, value,
-                      *(_fmt(t.params.get(k, "-")) for k in cfg.params), t.user_attrs.get("mlflow_run_id", "-"),
-                      error if len(error) <= 100 else error[:99] + "…")
-    report(render_table(table, 160))
-    all_failed = bool(finished) and all(t.state == State.FAIL for t in finished)
-    if status == "FINISHED" and (all_failed or not complete):
-        status = "FAILED"
-    if not complete:
-        client.set_terminated(parent, status)
-        report("No trial completed.")
-        return
-    best = study.best_trial
-    best_run = best.user_attrs.get("mlflow_run_id", "")
-    client.log_metric(parent, "best_value", float(best.value) if best.value is not None else math.nan)
-    client.log_metric(parent, "n_complete_trials", float(len(complete)))
-    client.set_tag(parent, "best_run_id", best_run)
-    client.set_tag(parent, "best_trial", str(best.number))
-    with tempfile.TemporaryDirectory() as tmp:
-        tmpdir = Path(tmp)
-        study.trials_dataframe().to_csv(tmpdir / "trials.csv", index=False)
-        client.log_artifact(parent, str(tmpdir / "trials.csv"))
-        best_cfg = load_experiment(cfg.experiment, [*cfg.overrides, *(f"{k}={v}" for k, v in best.params.items())])
-        client.log_artifact(parent, str(save_config(best_cfg, tmpdir / "best_config.yaml")))
-        plot = _parallel_coordinates(study, tmpdir / "parallel_coordinates.png", best_cfg.monitor)
-        if plot is not None:
-            client.log_artifact(parent, str(plot), "plots")
-    client.set_terminated(parent, status)
-    params = "  ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
-    report(f"\nBest trial {best.number}: value {best.value:.4f}  {params}")
-    report(f"Best MLflow run {best_run} (parent {parent}, {status}); compare trials with `make ui`.")
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def parallel_coordinates_figure(study: optuna.Study, objective: str):
-    """Optuna's parallel-coordinates plot of the study, its objective axis named after the
-    metric (``None`` when Optuna cannot draw it, e.g. no complete trial)."""
-    import warnings
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization.matplotlib import plot_parallel_coordinate
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            ax = plot_parallel_coordinate(study, target_name=objective)
-        except (ValueError, ImportError) as err:
-            log.warning("parallel-coordinates plot skipped: %s", err)
-            return None
-    ax.set_title(f"study {study.study_name}: {objective} ({study.direction.name.lower()}) per trial")
-    fig = typing.cast(plt.Figure, ax.figure)
-    fig.set_size_inches(10, 5)
-    fig.tight_layout()
-    return fig
-
-
-def _parallel_coordinates(study: optuna.Study, path: Path, objective: str) -> Path | None:
-    import matplotlib.pyplot as plt
-
-    fig = parallel_coordinates_figure(study, objective)
-    if fig is None:
-        return None
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

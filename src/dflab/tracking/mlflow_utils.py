@@ -1,11 +1,20 @@
-"""MLflow helpers: explicit tracking URI, experiments with a local artifact root, run lookup."""
+"""MLflow helpers: the tracking URI (a local SQLite store or a tracking server), experiments, run lookup.
+
+With a local store, experiments get a local artifact root (``logging.artifact_location``); with a
+tracking server (``http(s)://``) the server chooses (``mlflow-artifacts:``, proxied by the server),
+so every host writes its artifacts to the one server. The first process to open a fresh SQLite
+store creates it under a file lock, so processes started together never race in its migration.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
-from dflab.config.schema import LoggingConfig
+from dflab.config.schema import LoggingConfig, tracking_uri_or_default
+from dflab.utils.locks import file_lock
 
 
 class TrackingError(RuntimeError):
@@ -32,13 +41,15 @@ def check_writable(cfg: LoggingConfig, output_dir: str | None = None, **folders:
     Raises:
         ConfigError: a location cannot be written (names the key and the path).
     """
-    places = [("logging.tracking_uri", cfg.tracking_uri, cfg.tracking_uri.startswith("sqlite:///")),
-              ("logging.artifact_location", cfg.artifact_location, False)]
+    uri = tracking_uri_or_default(cfg.tracking_uri)
+    places = [("logging.tracking_uri", uri, uri.startswith("sqlite:///"))]
+    if is_local_store(uri):
+        places.append(("logging.artifact_location", cfg.artifact_location, False))
     if output_dir is not None:
         places.append(("logging.output_dir", output_dir, False))
     places += [(key.replace("__", "."), folder, False) for key, folder in folders.items()]
-    if cfg.tracking_uri.startswith(("http://", "https://")):
-        _check_server(cfg.tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
     for key, location, is_file in places:
         path = _local_path(location)
         if path is not None:
@@ -93,33 +104,92 @@ def _check_server(uri: str, timeout_s: float = 10.0) -> None:
                           f"({reason}); start the server or fix the URI") from None
 
 
+_OPENED: set[str] = set()  # SQLite stores this process has opened (and so found migrated)
+
+
+def is_local_store(uri: str) -> bool:
+    """A tracking URI whose artifacts this process writes itself (SQLite, ``file:``, a folder),
+    as opposed to a tracking server or a remote database."""
+    return uri.startswith(("sqlite:///", "file:")) or "://" not in uri
+
+
 def prepare_tracking(cfg: LoggingConfig) -> str:
-    """Create the folders behind a SQLite tracking URI and return the URI."""
-    uri = cfg.tracking_uri
+    """The tracking URI (``cfg.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else the local
+    SQLite default), with the folders behind a local store created; a fresh SQLite store is
+    created and migrated under a file lock, once, however many processes start together."""
+    uri = tracking_uri_or_default(cfg.tracking_uri)
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)
-    Path(cfg.artifact_location).mkdir(parents=True, exist_ok=True)
+        if uri not in _OPENED:  # once per process: the store is created and migrated under the lock
+            with file_lock(db.with_name(db.name + ".lock")):
+                from mlflow.tracking import MlflowClient
+
+                MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+            _OPENED.add(uri)
+    if is_local_store(uri):
+        Path(cfg.artifact_location).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MLFLOW_TRACKING_URI", uri)
     return uri
 
 
 def client(cfg: LoggingConfig):
-    """An ``MlflowClient`` on the configured tracking URI."""
+    """An ``MlflowClient`` on the configured tracking URI (see :func:`prepare_tracking`)."""
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=prepare_tracking(cfg))
 
 
 def ensure_experiment(cfg: LoggingConfig, name: str | None = None) -> str:
-    """Id of the MLflow experiment ``name`` (default ``cfg.experiment``), created if missing."""
+    """Id of the MLflow experiment ``name`` (default ``cfg.experiment``), created if missing.
+
+    With a local store its artifacts go under ``cfg.artifact_location``; a tracking server picks
+    the location itself (proxied ``mlflow-artifacts:``). Two processes creating it at once both
+    get the one experiment.
+    """
+    from mlflow.exceptions import MlflowException
+
     c = client(cfg)
     name = name or cfg.experiment
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    location = Path(cfg.artifact_location).resolve().as_uri()
-    return c.create_experiment(name, artifact_location=f"{location}/{name}")
+    uri = tracking_uri_or_default(cfg.tracking_uri)
+    location = None
+    if is_local_store(uri):
+        location = f"{Path(cfg.artifact_location).resolve().as_uri()}/{name}"
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except MlflowException:  # created by another process meanwhile
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def mlflow_params(cfg: Any) -> dict[str, Any]:
+    """A config as flat MLflow params: dotted keys, lists and mappings as JSON, and every password
+    inside a URL (a tracking URI, a database) shown as ``***``."""
+    from dflab.config import flatten, to_dict
+    from dflab.utils.urls import redact
+
+    out: dict[str, Any] = {}
+    for key, value in flatten(to_dict(cfg)).items():
+        if not (isinstance(value, (int, float, str, bool)) or value is None):
+            value = json.dumps(value)
+        out[key] = redact(value) if isinstance(value, str) else value
+    return out
+
+
+def save_redacted(cfg: Any, path: Path) -> Path:
+    """:func:`dflab.config.save_config` with every password inside a URL shown as ``***`` (for a
+    copy that is logged, e.g. a run's ``config.yaml`` artifact)."""
+    from dflab.config import save_config
+    from dflab.utils.urls import redact
+
+    save_config(cfg, path)
+    path.write_text(redact(path.read_text()))
+    return path
 
 
 CONTEXTS = {"train": "training", "val": "validation", "test": "test"}

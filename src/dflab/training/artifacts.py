@@ -16,11 +16,12 @@ from pytorch_lightning.callbacks import (
 from pytorch_lightning.loggers import MLFlowLogger
 
 from dflab.clips.datamodule import DeepfakeDataModule
-from dflab.config import ExperimentConfig, save_config
+from dflab.config import ExperimentConfig
 from dflab.datasets.resolve import dataset_roots
 from dflab.metrics.breakdown import breakdown, breakdown_metrics, breakdown_table, write_breakdown
 from dflab.metrics.predictions import keyed_predictions
 from dflab.metrics.reports import model_description, plot_roc, write_predictions
+from dflab.tracking.mlflow_utils import save_redacted
 from dflab.training.result import RunResult
 from dflab.utils.report import report
 
@@ -76,7 +77,7 @@ def log_run_artifacts(cfg: ExperimentConfig, logger: MLFlowLogger, datamodule: D
             client.log_metric(run_id, f"best/{key}" if key.startswith("val/") else key, value, step=step)
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
-        client.log_artifact(run_id, str(save_config(cfg, tmpdir / "config.yaml")))
+        client.log_artifact(run_id, str(save_redacted(cfg, tmpdir / "config.yaml")))
         client.log_artifact(run_id, str(datamodule.write_report(tmpdir / "data_report.json")))
         probs_by_stage = {}
         for stage, (vids, probs, labels) in curves.items():

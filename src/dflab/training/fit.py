@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -22,13 +21,14 @@ from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from dflab.clips.datamodule import DeepfakeDataModule
-from dflab.config import ConfigError, ExperimentConfig, flatten, to_dict
+from dflab.config import ConfigError, ExperimentConfig, to_dict
 from dflab.metrics.reports import metrics_table, model_description
 from dflab.models.checkpoint import build_net
 from dflab.tracking.mlflow_utils import (
     TrackingError,
     check_writable,
     ensure_experiment,
+    mlflow_params,
     prepare_tracking,
 )
 from dflab.training.artifacts import end_failed_run, log_run_artifacts
@@ -145,8 +145,7 @@ def _fit_and_report(cfg: ExperimentConfig, module: DetectorModule, datamodule: D
                     ckpt_path: Path | None, resumed_run: str | None) -> RunResult:
     monitor = cfg.monitor
     if resumed_run is None:
-        logger.log_hyperparams({k: v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v)
-                                for k, v in flatten(to_dict(cfg)).items()})
+        logger.log_hyperparams(mlflow_params(cfg))
     else:  # params stay those of the first start (MLflow refuses to change them)
         logger.experiment.set_tag(resumed_run, "dflab.resumed_from", str(ckpt_path))
     module.mlflow_run_id = logger.run_id

@@ -1,0 +1,125 @@
+"""The end of a sweep: the trials table, the best trial, plots and the parent run's status.
+
+The parent MLflow run gets ``trials.csv``, ``best_config.yaml``, a parallel-coordinates PNG and
+an interactive HTML report (Optuna's parallel coordinates with the objective named, parameter
+importances and the optimisation history, drawn with plotly and readable offline).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import typing
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from dflab.experiment import load_experiment
+from dflab.sweeps.space import SweepConfig
+from dflab.tracking.mlflow_utils import save_redacted
+from dflab.utils.report import report
+from dflab.utils.tables import render_table
+
+log = logging.getLogger(__name__)
+
+
+def summarise(study: optuna.Study, cfg: SweepConfig, client: Any, parent: str, status: str = "FINISHED",
+               finished: typing.Sequence[optuna.trial.FrozenTrial] = ()) -> None:
+    """Log the study's best trial, a trials table and a parallel-coordinates plot to the parent run,
+    and end the parent run: ``status`` (``FINISHED``, or ``KILLED``/``FAILED`` when the sweep was
+    stopped), ``FAILED`` when every trial of this call (``finished``) failed or none ever completed."""
+    from rich.table import Table
+
+    State = optuna.trial.TrialState
+    complete = [t for t in study.trials if t.state == State.COMPLETE]
+    failed = [t for t in study.trials if t.state == State.FAIL]
+    table = Table(title=f"study {cfg.study}: {len(study.trials)} trials ({len(complete)} complete, "
+                        f"{len(failed)} failed)")
+    for col in ("#", "state", "value", *cfg.params, "mlflow run", "error"):
+        table.add_column(col)
+    for t in study.trials:
+        value = "-" if t.value is None else f"{t.value:.4f}"
+        error = t.user_attrs.get("error", "-" if t.state != State.FAIL else "(no error recorded)")
+        table.add_row(str(t.number), t.state.name, value,
+                      *(_fmt(t.params.get(k, "-")) for k in cfg.params), t.user_attrs.get("mlflow_run_id", "-"),
+                      error if len(error) <= 100 else error[:99] + "…")
+    report(render_table(table, 160))
+    all_failed = bool(finished) and all(t.state == State.FAIL for t in finished)
+    if status == "FINISHED" and (all_failed or not complete):
+        status = "FAILED"
+    if not complete:
+        _end_parent(study, client, parent, status)
+        report("No trial completed.")
+        return
+    best = study.best_trial
+    best_run = best.user_attrs.get("mlflow_run_id", "")
+    client.log_metric(parent, "best_value", float(best.value) if best.value is not None else math.nan)
+    client.log_metric(parent, "n_complete_trials", float(len(complete)))
+    client.set_tag(parent, "best_run_id", best_run)
+    client.set_tag(parent, "best_trial", str(best.number))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        study.trials_dataframe().to_csv(tmpdir / "trials.csv", index=False)
+        client.log_artifact(parent, str(tmpdir / "trials.csv"))
+        best_cfg = load_experiment(cfg.experiment, [*cfg.overrides, *(f"{k}={v}" for k, v in best.params.items())])
+        client.log_artifact(parent, str(save_redacted(best_cfg, tmpdir / "best_config.yaml")))
+        plot = _parallel_coordinates(study, tmpdir / "parallel_coordinates.png", best_cfg.monitor)
+        if plot is not None:
+            client.log_artifact(parent, str(plot), "plots")
+    status = _end_parent(study, client, parent, status)
+    params = "  ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
+    report(f"\nBest trial {best.number}: value {best.value:.4f}  {params}")
+    report(f"Best MLflow run {best_run} (parent {parent}, {status}); compare trials with `make ui`.")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def parallel_coordinates_figure(study: optuna.Study, objective: str):
+    """Optuna's parallel-coordinates plot of the study, its objective axis named after the
+    metric (``None`` when Optuna cannot draw it, e.g. no complete trial)."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization.matplotlib import plot_parallel_coordinate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ax = plot_parallel_coordinate(study, target_name=objective)
+        except (ValueError, ImportError) as err:
+            log.warning("parallel-coordinates plot skipped: %s", err)
+            return None
+    ax.set_title(f"study {study.study_name}: {objective} ({study.direction.name.lower()}) per trial")
+    fig = typing.cast(plt.Figure, ax.figure)
+    fig.set_size_inches(10, 5)
+    fig.tight_layout()
+    return fig
+
+
+def _parallel_coordinates(study: optuna.Study, path: Path, objective: str) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    fig = parallel_coordinates_figure(study, objective)
+    if fig is None:
+        return None
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _end_parent(study: optuna.Study, client: Any, parent: str, status: str) -> str:
+    """End the parent run with ``status``, unless it is ``FINISHED`` while trials of other workers
+    still run (the last worker to finish ends it). Returns the status the parent run has now."""
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    if status == "FINISHED" and running:
+        report(f"{len(running)} trial(s) still run in other workers; the parent run stays RUNNING until they end.")
+        return "RUNNING"
+    client.set_terminated(parent, status)
+    return status
