@@ -230,3 +230,33 @@ def test_two_workers_add_trials_to_one_study_and_a_killed_one_takes_only_its_tri
     for t in complete:
         assert children[t.number].info.status == "FINISHED"
         assert children[t.number].data.tags["optuna.state"] == "COMPLETE"
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_trials_train_with_ddp(tmp_path, fast_overrides):
+    """``trainer.devices=2 trainer.strategy=ddp`` inside a sweep: each trial is one DDP job of two
+    real processes (gloo), rank 0 owns the trial and its MLflow run, and pruning stops both ranks."""
+    overrides = [*fast_overrides, "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_epochs=3"]
+    sweep = _sweep_file(tmp_path, overrides, n_trials=3, workers=1)
+    spec = yaml.safe_load(sweep.read_text())
+    # A strict pruner: a trial is stopped at the first epoch where it is behind the best trial so
+    # far (minimising the metric, so a trial that learns is "behind"): the later trials prune.
+    spec["direction"] = "minimize"
+    spec["pruner"] = {"name": "percentile", "percentile": 1.0, "n_startup_trials": 1, "n_warmup_steps": 0}
+    sweep.write_text(yaml.safe_dump(spec))
+    out = subprocess.run([sys.executable, "-m", "dflab", "sweep", str(sweep)], cwd=REPO, text=True,
+                         capture_output=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    study = optuna.load_study(study_name="workers", storage=open_storage(f"{tmp_path}/optuna.journal"))
+    assert len(study.trials) == 3, "rank 1 must not create trials of its own"
+    states = [t.state for t in study.trials]
+    assert states[0] == State.COMPLETE and set(states) <= {State.COMPLETE, State.PRUNED}, states
+    assert State.PRUNED in states, "the pruning decision of rank 0 stopped both ranks of a trial"
+    _, parent, children = _runs(tmp_path)
+    assert sorted(children) == [0, 1, 2], "one MLflow run per trial, opened by rank 0"
+    assert parent.info.status == "FINISHED"
+    for t in study.trials:
+        run = children[t.number]
+        assert run.data.tags["optuna.state"] == t.state.name
+        assert run.info.status == ("FINISHED" if t.state == State.COMPLETE else "KILLED")
+    assert "GLOBAL_RANK: 1" in out.stdout + out.stderr or "gloo" in out.stdout + out.stderr

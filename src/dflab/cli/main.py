@@ -39,6 +39,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from dflab.sweeps.ddp import follow_trial, is_trial_follower
+
+    if is_trial_follower():  # a DDP rank > 0 of a trial: train the trial rank 0 started
+        code = follow_trial()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # skip interpreter teardown: a torch.distributed thread may abort it
     from dflab.sweeps.space import load_sweep
 
     sweep = load_sweep(args.sweep, args.overrides)  # refused before Optuna and MLflow load

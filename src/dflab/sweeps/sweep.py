@@ -21,18 +21,20 @@ from __future__ import annotations
 import logging
 import math
 import signal
+import tempfile
 import threading
 import traceback
 import typing
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import optuna
-from pytorch_lightning.callbacks import Callback
 
-from dflab.config import flatten, to_dict
+from dflab.config import flatten, save_config, to_dict
 from dflab.datasets.resolve import resolve_items
 from dflab.experiment import load_experiment
+from dflab.sweeps.ddp import OptunaPruning, trial_ranks
 from dflab.sweeps.search import make_pruner, make_sampler, worker_seed
 from dflab.sweeps.space import SweepConfig, is_int_key, suggest
 from dflab.sweeps.study import WORKER_ATTR, fail_orphaned_trials, open_storage, worker_id
@@ -45,30 +47,6 @@ from dflab.utils.report import report
 from dflab.utils.urls import redact
 
 log = logging.getLogger(__name__)
-
-
-class OptunaPruning(Callback):
-    """Report the monitored validation metric to Optuna each epoch and stop hopeless trials."""
-
-    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
-        self.trial, self.monitor = trial, monitor
-
-    def on_fit_start(self, trainer, pl_module) -> None:
-        run_id = getattr(trainer.logger, "run_id", None)
-        if run_id:
-            self.trial.set_user_attr("mlflow_run_id", run_id)
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or trainer.state.fn != "fit":
-            return
-        value = trainer.callback_metrics.get(self.monitor)
-        if value is None or math.isnan(float(value)):
-            return
-        epoch = trainer.current_epoch
-        self.trial.report(float(value), step=epoch)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"trial {self.trial.number} pruned at epoch {epoch} "
-                                     f"({self.monitor}={float(value):.4f})")
 
 
 def _parent_runs(client: Any, experiment_id: str, cfg: SweepConfig) -> list[Any]:
@@ -288,8 +266,11 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
             exp = load_experiment(cfg.experiment, [*cfg.overrides, *sampled])
             exp.logging.experiment = cfg.mlflow_experiment
             exp.logging.run_name = run_name
-            result = run_experiment(exp, tags=tags, callbacks=[OptunaPruning(trial, exp.monitor)],
-                                    progress=progress, model_summary=False)
+            with tempfile.TemporaryDirectory() as tmp, \
+                    trial_ranks(save_config(exp, Path(tmp) / "trial.yaml")) as ranks:
+                # a DDP trial's other ranks read this config (see dflab.sweeps.ddp)
+                result = run_experiment(exp, tags=tags, callbacks=[OptunaPruning(trial, exp.monitor, ranks)],
+                                        progress=progress, model_summary=False)
             trial.set_user_attr("mlflow_run_id", result.run_id)
             if math.isnan(result.best_score):
                 raise NonFiniteLossError(f"{exp.monitor} was never finite")

@@ -22,6 +22,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from dflab.clips.datamodule import DeepfakeDataModule
 from dflab.config import ConfigError, ExperimentConfig, to_dict
+from dflab.config.schema import tracking_uri_or_default
 from dflab.metrics.reports import metrics_table, model_description
 from dflab.models.checkpoint import build_net
 from dflab.tracking.mlflow_utils import (
@@ -107,8 +108,11 @@ def fit_experiment(
     if resume:  # weights that do not fit the model are refused before the run is reopened
         check_weights_fit(module, state, ckpt_path, cfg)
 
-    uri = prepare_tracking(cfg.logging)
-    ensure_experiment(cfg.logging)
+    if getattr(rank_zero_only, "rank", 0) == 0:  # one process opens the store; other ranks never log
+        uri = prepare_tracking(cfg.logging)
+        ensure_experiment(cfg.logging)
+    else:
+        uri = tracking_uri_or_default(cfg.logging.tracking_uri)
     logger = MLFlowLogger(
         experiment_name=cfg.logging.experiment, run_name=cfg.logging.run_name or cfg.name,
         tracking_uri=uri, tags={"dflab.kind": "train", "dflab.experiment": cfg.name, **(tags or {})},
