@@ -82,7 +82,34 @@ def test_training_setup_writes_the_dataset_pack(fast_overrides):
     dm = DeepfakeDataModule(cfg.data, cfg.faces, progress=False)
     dm.prepare_data()
     dm.setup("fit")
-    name = dataset_pack_name("manifest", [it.path for it in dm.items])
+    name = dm.face_stage().pack_name(dm.items)  # the source and the videos' dataset-relative paths
+    assert name == dataset_pack_name("manifest", [dm.face_index().portable_path(it.path) for it in dm.items])
     file = pack_file(dm.face_index(), name)
     assert file.is_file() and file.parent == Path(dm.face_index().folder, "datasets")
     assert len(load_dataset_faces(dm.face_index(), [it.path for it in dm.items], name)) == len(dm.items)
+
+
+def test_machines_mounting_a_dataset_at_other_paths_share_its_face_cache(tmp_path, small_manifest, face_cache):
+    """The same dataset at another path (as another node mounts it; copied here with its
+    modification times) finds every video already indexed: keys are relative to the dataset."""
+    import shutil
+
+    from dflab.clips.face_stage import FaceStage
+    from dflab.datasets.resolve import resolve_items
+    from dflab.experiment import build_experiment
+
+    overrides = ["data.source=manifest", "data.options={}", f"faces.cache_dir={face_cache}", "faces.num_frames=4",
+                 "faces.workers=0"]
+    first = build_experiment({}, [*overrides, f"data.root={small_manifest}"])
+    items = resolve_items(first.data, progress=False)
+    _, pack = FaceStage.of(first.data, first.faces).build(items, 0, progress=False)
+    other = tmp_path / "mnt" / "datasets" / "demo"
+    shutil.copytree(small_manifest.parent, other)  # copy2: modification times kept, as on one NFS export
+    second = build_experiment({}, [*overrides, f"data.root={other / small_manifest.name}"])
+    moved = resolve_items(second.data, progress=False)
+    assert all(it.path.startswith(str(other)) for it in moved)
+    stage = FaceStage.of(second.data, second.faces)
+    again, pack_again = stage.build(moved, 0, progress=False)
+    assert again.done == 0 and again.cached == len(moved), "nothing is detected twice"
+    assert pack_again == pack
+    assert [f.path for f in stage.load(moved)] == [it.path for it in moved]

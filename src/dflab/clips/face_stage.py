@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dflab.config.schema import DataConfig, FacesConfig
+from dflab.datasets.resolve import dataset_roots
 from dflab.datasets.sources import VideoItem
 from dflab.faces.index import FaceIndex
 from dflab.faces.pack import (
@@ -33,10 +34,12 @@ class FaceStage:
 
     @classmethod
     def of(cls, data: DataConfig, faces: FacesConfig) -> FaceStage:
-        return cls(FaceIndex.from_config(faces), data.source)
+        """The face stage of an experiment's datasets; its cache is keyed relative to their
+        folders, so machines mounting them at different paths share it."""
+        return cls(FaceIndex.from_config(faces, roots=list(dataset_roots(data).values())), data.source)
 
     def pack_name(self, items: Sequence[VideoItem]) -> str:
-        return dataset_pack_name(self.source, [it.path for it in items])
+        return dataset_pack_name(self.source, [self.index.portable_path(it.path) for it in items])
 
     def build(self, items: Sequence[VideoItem], workers: int, progress: bool = True) -> tuple[FaceReport, Path]:
         """Detect faces in every video not indexed yet (``workers`` processes) and pack the

@@ -30,7 +30,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 POSITIVE = ("data.frames_per_clip", "data.frame_stride", "data.train_clips_per_video",
             "data.eval_clips_per_video", "data.image_size", "data.batch_size", "faces.num_frames",
-            "trainer.max_epochs", "trainer.devices", "trainer.accumulate_grad_batches", "optim.lr",
+            "trainer.max_epochs", "trainer.num_nodes", "trainer.accumulate_grad_batches", "optim.lr",
             "model.temporal_hidden", "model.temporal_layers", "triplet.margin", "triplet.embed_dim",
             "triplet.embed_epochs")
 
@@ -116,6 +116,7 @@ def check_config(cfg: ExperimentConfig) -> None:
         names.append(extra.name or extra.source)
     if len(set(names)) != len(names):
         raise ConfigError(f"data.extra_sources: dataset names {names} repeat; give each a distinct name")
+    check_devices(cfg.trainer.devices)
     if cfg.triplet.enabled and cfg.model.temporal != "none":
         raise ConfigError("triplet.enabled: the triplet stage embeds frames; set model.temporal: none")
     if cfg.monitor not in ("val/video_auroc", "val/frame_auroc", "val/video_ap", "val/loss"):
@@ -128,6 +129,37 @@ def check_config(cfg: ExperimentConfig) -> None:
     if not uri.startswith(TRACKING_SCHEMES) and "://" in uri:
         raise ConfigError(f"logging.tracking_uri: {uri!r} is not a tracking URI MLflow serves "
                           f"({', '.join(TRACKING_SCHEMES)}, or a local folder)")
+
+
+def normalise_devices(devices: Any) -> Any:
+    """``trainer.devices`` as Lightning reads it: ``"2"`` becomes ``2``, ``"0,1"`` and ``"[0,1]"``
+    ``[0, 1]``;
+    ``auto``, counts and lists are kept."""
+    if isinstance(devices, str):
+        text = devices.strip().removeprefix("[").removesuffix("]").strip()
+        if text.lstrip("-").isdigit() and not devices.strip().startswith("["):
+            return int(text)
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if ("," in text or devices.strip().startswith("[")) and parts and all(p.isdigit() for p in parts):
+            return [int(p) for p in parts]
+    return devices
+
+
+def check_devices(devices: Any) -> None:
+    """Raises ConfigError unless ``trainer.devices`` is a count >= 1, -1 (all), ``auto`` or a
+    non-empty list of distinct device indices >= 0."""
+    if isinstance(devices, bool):
+        ok = False
+    elif isinstance(devices, int):
+        ok = devices >= 1 or devices == -1
+    elif isinstance(devices, str):
+        ok = devices == "auto"
+    else:
+        ok = (isinstance(devices, list) and bool(devices) and len(set(devices)) == len(devices)
+              and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices))
+    if not ok:
+        raise ConfigError(f"trainer.devices: {devices!r} is not a device count (>= 1, or -1 for all), "
+                          "auto, or a list of device indices such as [0, 1]")
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from dflab.config.checks import check_config, flatten, to_dict
+from dflab.config.checks import check_config, flatten, normalise_devices, to_dict
 from dflab.config.errors import ConfigError, suggest
 from dflab.config.files import read_experiment
 from dflab.config.schema import ExperimentConfig, tracking_uri_or_default
@@ -180,6 +180,7 @@ def build_config(data: Mapping[str, Any] | None = None, overrides: Iterable[str]
         _set(merged, key, value)
     cfg = _build(ExperimentConfig, merged)
     cfg.logging.tracking_uri = tracking_uri_or_default(cfg.logging.tracking_uri)
+    cfg.trainer.devices = normalise_devices(cfg.trainer.devices)
     check_config(cfg)
     return cfg
 

@@ -191,11 +191,17 @@ class TrainerConfig:
     threads of each training process (torch and OpenCV); ``0`` takes the cores left over
     after one per DataLoader worker (``data.num_workers``), so that decoding and the model
     never oversubscribe the cores; loader workers always run one thread each.
+
+    ``devices``: a count (``2``), ``auto``, ``-1`` (all) or a list of device indices (``[0, 1]``);
+    ``num_nodes``: machines of a multi-node run (Lightning's own cluster environments, torchrun
+    or SLURM, supply the ranks); ``sync_batchnorm``: BatchNorm statistics over every process.
     """
 
     max_epochs: int = 5
     accelerator: str = "auto"
-    devices: int = 1
+    devices: int | str | list[int] = 1
+    num_nodes: int = 1
+    sync_batchnorm: bool = False
     strategy: str = "auto"
     precision: str = "auto"
     accumulate_grad_batches: int = 1

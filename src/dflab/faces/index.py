@@ -70,6 +70,9 @@ class FaceIndex:
         threads: decoder and detector threads of this process (``0``: every core it may use);
             a build's worker processes share the cores out among themselves. Results do not
             depend on it.
+        roots: dataset folders; a video under one is keyed by its path relative to that folder
+            (with its size and modification time), so machines that mount the same dataset at
+            different paths share the cache. Other videos are keyed by their absolute path.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class FaceIndex:
         detector_kwargs: dict[str, Any] | None = None,
         frame_step: int = 0,
         threads: int = 0,
+        roots: Sequence[str | Path] = (),
     ) -> None:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
@@ -94,24 +98,36 @@ class FaceIndex:
         self.detector = create_detector(detector, **detector_threads(detector, self.detector_kwargs, self.threads))
         step = f"-s{self.frame_step}" if self.frame_step else ""
         self.folder = self.cache_dir / f"{self.detector.name}-n{self.num_frames}{step}"
+        # longest first, so a dataset inside another's folder keys by its own relative paths
+        self.roots = sorted({os.path.abspath(r) for r in roots}, key=len, reverse=True)
 
     @classmethod
-    def from_config(cls, faces: Any) -> FaceIndex:
-        """The index described by a :class:`~dflab.config.schema.FacesConfig`."""
+    def from_config(cls, faces: Any, roots: Sequence[str | Path] = ()) -> FaceIndex:
+        """The index described by a :class:`~dflab.config.schema.FacesConfig`, keyed relative
+        to the dataset folders ``roots``."""
         return cls(faces.cache_dir, faces.detector, faces.num_frames, faces.detector_options,
-                   frame_step=faces.frame_step)
+                   frame_step=faces.frame_step, roots=roots)
 
     def __repr__(self) -> str:
         return f"FaceIndex({str(self.folder)!r})"
 
-    def key(self, path: str | Path) -> str | None:
-        """Cache key of a video (``None`` if the file cannot be stat'ed)."""
+    def portable_path(self, path: str | Path) -> str:
+        """``path`` as the cache names it: relative to the dataset folder holding it
+        (``rel:<path>``), else absolute."""
         absolute = os.path.abspath(path)
+        for root in self.roots:
+            if absolute.startswith(root.rstrip(os.sep) + os.sep):
+                return "rel:" + os.path.relpath(absolute, root)
+        return absolute
+
+    def key(self, path: str | Path) -> str | None:
+        """Cache key of a video (``None`` if the file cannot be stat'ed): a digest of its
+        :meth:`portable_path`, size and modification time."""
         try:
-            st = os.stat(absolute)
+            st = os.stat(path)
         except OSError:
             return None
-        return hashlib.sha1(f"{absolute}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
+        return hashlib.sha1(f"{self.portable_path(path)}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
 
     def cache_file(self, path: str | Path) -> Path | None:
         """Where the entry of ``path`` lives (``None`` if the file cannot be stat'ed)."""
@@ -244,9 +260,9 @@ class FaceIndex:
             except OSError:  # another process removed or replaced it meanwhile
                 continue
 
-    def _spec(self, threads: int) -> tuple[str, str, int, dict[str, Any], int, int]:
+    def _spec(self, threads: int) -> tuple[Any, ...]:
         return (str(self.cache_dir), self.detector_name, self.num_frames, self.detector_kwargs,
-                self.frame_step, threads)
+                self.frame_step, threads, tuple(self.roots))
 
     def _safe_detect(self, path: str) -> VideoOutcome:
         """Detect and store, turning any exception into a failed (uncached) outcome."""
@@ -259,13 +275,14 @@ class FaceIndex:
 
 
 def detection_worker(cache_dir: str, detector: str, num_frames: int, kwargs: dict[str, Any], step: int,
-                     threads: int) -> Callable[[str], VideoOutcome]:
+                     threads: int, roots: Sequence[str] = ()) -> Callable[[str], VideoOutcome]:
     """Build, inside a worker process, the index a parent's :meth:`FaceIndex.build` described;
     returns the function the pool calls per video."""
     import cv2
 
     cv2.setNumThreads(threads)
-    return FaceIndex(cache_dir, detector, num_frames, kwargs, frame_step=step, threads=threads)._safe_detect
+    return FaceIndex(cache_dir, detector, num_frames, kwargs, frame_step=step, threads=threads,
+                     roots=roots)._safe_detect
 
 
 def crashed(path: str) -> VideoOutcome:

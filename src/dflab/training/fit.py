@@ -96,7 +96,7 @@ def fit_experiment(
     check_writable(cfg.logging, cfg.logging.output_dir, faces__cache_dir=cfg.faces.cache_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     on_cpu = cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available()
-    cpu_processes = cfg.trainer.devices if on_cpu else 1
+    cpu_processes = processes_per_node(cfg.trainer.devices) if on_cpu else 1
     set_training_threads(cfg.trainer.num_threads, cfg.data.num_workers, cpu_processes)
     datamodule = DeepfakeDataModule(cfg.data, cfg.faces, seed=cfg.seed, progress=progress)
     module = module if module is not None else build_module(cfg)
@@ -125,7 +125,8 @@ def fit_experiment(
     bars = progress and t.enable_progress_bar and interactive()
     lines = [EpochLines(monitor)] if progress and not bars else []  # logs that are files, or no bar wanted
     trainer = pl.Trainer(
-        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+        strategy=t.strategy, sync_batchnorm=t.sync_batchnorm,
         precision=resolve_precision(t.precision, t.accelerator),  # type: ignore[arg-type]
         accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.gradient_clip_val, limit_train_batches=t.limit_train_batches,
@@ -187,6 +188,13 @@ def _fit_and_report(cfg: ExperimentConfig, module: DetectorModule, datamodule: D
                                 f"checkpoint is kept at {best_path}") from None
         report(f"MLflow run {result.run_id}  best {monitor}={best_score:.4f}  checkpoint {best_path}")
     return result
+
+
+def processes_per_node(devices: int | str | list[int]) -> int:
+    """Training processes on this machine for ``trainer.devices`` on CPU (``auto``/-1: one)."""
+    if isinstance(devices, list):
+        return len(devices)
+    return devices if isinstance(devices, int) and devices > 0 else 1
 
 
 def check_strategy(name: str) -> None:

@@ -13,7 +13,7 @@ from dflab.models.checkpoint import CheckpointError, read_checkpoint
 from dflab.training.module import DetectorModule
 
 RESUMABLE_KEYS = frozenset({
-    "trainer.max_epochs", "trainer.devices", "trainer.accelerator", "trainer.strategy", "trainer.num_threads",
+    "trainer.max_epochs", "trainer.devices", "trainer.num_nodes", "trainer.sync_batchnorm", "trainer.accelerator", "trainer.strategy", "trainer.num_threads",
     "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.early_stopping_patience",
     "data.num_workers", "faces.workers",
 })
