@@ -64,7 +64,10 @@ def test_sweep_resumes_study_logs_children_and_exports_best(sweep_file, tmp_path
     assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
     parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"best_config.yaml", "trials.csv", "plots"} <= parent_files
-    assert [a.path for a in client.list_artifacts(parent.info.run_id, "plots")] == ["plots/parallel_coordinates.png"]
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "plots")] == [
+        "plots/parallel_coordinates.png", "plots/sweep_report.html"]
+    page = Path(client.download_artifacts(parent.info.run_id, "plots/sweep_report.html", str(tmp_path))).read_text()
+    assert page.count("plotly-graph-div") >= 2 and "video_auroc" in page and "Parallel coordinates" in page
 
     # Running the sweep again adds to the same study and the same parent run.
     study = run_sweep(load_sweep(sweep_file, ["n_trials=1"]), progress=False)

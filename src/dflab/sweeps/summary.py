@@ -68,6 +68,9 @@ def summarise(study: optuna.Study, cfg: SweepConfig, client: Any, parent: str, s
         plot = _parallel_coordinates(study, tmpdir / "parallel_coordinates.png", best_cfg.monitor)
         if plot is not None:
             client.log_artifact(parent, str(plot), "plots")
+        page = html_report(study, best_cfg.monitor, tmpdir / "sweep_report.html")
+        if page is not None:
+            client.log_artifact(parent, str(page), "plots")
     status = _end_parent(study, client, parent, status)
     params = "  ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
     report(f"\nBest trial {best.number}: value {best.value:.4f}  {params}")
@@ -123,3 +126,34 @@ def _end_parent(study: optuna.Study, client: Any, parent: str, status: str) -> s
         return "RUNNING"
     client.set_terminated(parent, status)
     return status
+
+
+def html_report(study: optuna.Study, objective: str, path: Path) -> Path | None:
+    """One self-contained HTML page (plotly, readable offline; the MLflow UI shows it in the run's
+    artifacts): the parallel-coordinates plot with the objective named, parameter importances
+    (fANOVA, Hutter et al., ICML 2014) and the optimisation history. Plots Optuna cannot draw
+    yet (e.g. importances before two complete trials) are left out; ``None`` when none can be.
+    """
+    import warnings
+
+    from optuna import visualization as vis
+
+    sections: list[str] = []
+    makers: list[tuple[str, Any]] = [("Parallel coordinates", vis.plot_parallel_coordinate),
+              ("Parameter importances", vis.plot_param_importances),
+              ("Optimisation history", vis.plot_optimization_history)]
+    for title, make in makers:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                fig = make(study, target_name=objective)
+            except (ValueError, RuntimeError, ImportError, ZeroDivisionError) as err:
+                log.info("%s left out of the sweep report: %s", title, err)
+                continue
+        fig.update_layout(title=f"{title}: {objective} ({study.direction.name.lower()})")
+        sections.append(fig.to_html(full_html=False, include_plotlyjs="inline" if not sections else False))
+    if not sections:
+        return None
+    head = f"<title>study {study.study_name}</title><meta charset='utf-8'>"
+    path.write_text(f"<html><head>{head}</head><body>{''.join(sections)}</body></html>")
+    return path
