@@ -119,3 +119,28 @@ def test_dataset_commands_load_experiments_without_the_model_stack():
         load_experiment("experiments/mesonet4_demo.yaml", ["model.backbone=nope"])
     with pytest.raises(ConfigError, match=r"data\.source"):
         load_experiment("experiments/mesonet4_demo.yaml", ["data.source=nope"], model=False)
+
+
+def test_mlflow_tracking_uri_is_used_when_the_config_sets_none(monkeypatch):
+    from dflab.experiment import build_experiment
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert build_experiment({}).logging.tracking_uri == "sqlite:///mlruns/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.lab:5000")
+    assert build_experiment({}).logging.tracking_uri == "http://mlflow.lab:5000"
+    explicit = build_experiment({"logging": {"tracking_uri": "sqlite:///elsewhere.db"}})
+    assert explicit.logging.tracking_uri == "sqlite:///elsewhere.db"  # the config wins
+
+
+def test_trainer_devices_take_every_form_lightning_does():
+    from dflab.experiment import build_experiment
+
+    forms = {"2": 2, "auto": "auto", "-1": -1, "[0,1]": [0, 1], "0,1": [0, 1]}
+    for text, expected in forms.items():
+        assert build_experiment({}, [f"trainer.devices={text}"]).trainer.devices == expected
+    assert build_experiment({"trainer": {"devices": [0, 2], "num_nodes": 4}}).trainer.num_nodes == 4
+    for bad in ("0", "[]", "gpu", "[0,0]", "-2"):
+        with pytest.raises(ConfigError, match=r"trainer\.devices"):
+            build_experiment({}, [f"trainer.devices={bad}"])
+    with pytest.raises(ConfigError, match=r"trainer\.num_nodes: must be > 0"):
+        build_experiment({}, ["trainer.num_nodes=0"])

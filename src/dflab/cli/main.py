@@ -50,14 +50,14 @@ def _sweep(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.sweep, args.overrides)  # refused before Optuna and MLflow load
     workers = args.workers if args.workers is not None else sweep.workers
-    if workers > 1 and args.worker_index is None:
+    index = args.worker_index if args.worker_index is not None else int(os.environ.get("DFLAB_WORKER_INDEX", 0))
+    if workers > 1 and args.stop_at is None:  # a launcher (its workers get --stop-at)
         from dflab.sweeps.workers import run_workers
 
-        run_workers(sweep, args.sweep, args.overrides, workers, n_trials=args.n_trials)
+        run_workers(sweep, args.sweep, args.overrides, workers, n_trials=args.n_trials, first_index=index * workers)
         return 0
     from dflab.sweeps.sweep import run_sweep
 
-    index = args.worker_index if args.worker_index is not None else int(os.environ.get("DFLAB_WORKER_INDEX", 0))
     run_sweep(sweep, n_trials=args.n_trials, worker_index=index, stop_at=args.stop_at,
               summarise=not args.no_summary)
     return 0
@@ -212,8 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None,
                    help="worker processes on this host sharing the trials (default: the sweep's workers, 1)")
     s.add_argument("--worker-index", type=int, default=None,
-                   help="this process's index among the workers of a study on several hosts (its own sampler "
-                        "stream; default $DFLAB_WORKER_INDEX, else 0); e.g. $SLURM_PROCID")
+                   help="this host's index among the hosts sharing a study, 0, 1, 2, ... (its workers' own "
+                        "sampler streams; default $DFLAB_WORKER_INDEX, else 0)")
     s.add_argument("--stop-at", type=int, default=None, help=argparse.SUPPRESS)  # the launcher's shared budget
     s.add_argument("--no-summary", action="store_true", help=argparse.SUPPRESS)  # the launcher summarises
     s.set_defaults(fn=_sweep)

@@ -52,7 +52,7 @@ def _prepare_faces(session: SweepSession, progress: bool) -> None:
 
 
 def run_workers(cfg: SweepConfig, sweep_file: str, overrides: Sequence[str], workers: int,
-                n_trials: int | None = None, progress: bool = True) -> optuna.Study:
+                n_trials: int | None = None, progress: bool = True, first_index: int = 0) -> optuna.Study:
     """Run ``workers`` ``dflab sweep`` processes on one study until ``n_trials`` more trials ran.
 
     Args:
@@ -62,6 +62,9 @@ def run_workers(cfg: SweepConfig, sweep_file: str, overrides: Sequence[str], wor
         workers: worker processes (at most one per trial).
         n_trials: trials to add (default ``cfg.n_trials``).
         progress: progress bars in this process.
+        first_index: index of the first worker (host ``h`` of a study shared by several hosts,
+            each with ``workers`` workers, starts at ``h * workers``): every worker of the study
+            draws its own sampler stream.
 
     Returns:
         The study.
@@ -85,7 +88,7 @@ def run_workers(cfg: SweepConfig, sweep_file: str, overrides: Sequence[str], wor
     pumps = []
     for k in range(count):
         # Own process group: Ctrl-C reaches the launcher, which passes one SIGINT on to each worker.
-        proc = subprocess.Popen([*command, "--worker-index", str(k)], stdout=subprocess.PIPE,
+        proc = subprocess.Popen([*command, "--worker-index", str(first_index + k)], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, env=env, process_group=0)
         owners[k] = worker_start_id(proc.pid)
         procs.append(proc)
