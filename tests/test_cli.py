@@ -77,7 +77,7 @@ def test_faces_command_survives_kill_9_and_resumes(small_manifest, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     paths = [it.path for it in read_manifest(small_manifest)]
-    index = FaceIndex(cache, "dlib_hog", num_frames=16)
+    index = FaceIndex(cache, "dlib_hog", num_frames=16, roots=[small_manifest.parent])  # as the CLI keys it
     done = [p for p in paths if index.cache_file(p).exists()]
     assert 3 <= len(done) < len(paths)
     assert all(index.cached(p) is not None for p in done)  # nothing half-written

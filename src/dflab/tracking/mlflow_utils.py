@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,7 @@ def prepare_tracking(cfg: LoggingConfig) -> str:
         db = Path(uri.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)
         if uri not in _OPENED:  # once per process: the store is created and migrated under the lock
-            with file_lock(db.with_name(db.name + ".lock")):
+            with store_lock(uri):
                 from mlflow.tracking import MlflowClient
 
                 MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
@@ -131,6 +132,16 @@ def prepare_tracking(cfg: LoggingConfig) -> str:
         Path(cfg.artifact_location).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+def store_lock(uri: str) -> AbstractContextManager[None]:
+    """The lock under which a SQLite tracking store is created (a no-op for other stores): hold it
+    around anything that may open the store first, e.g. Lightning's ``MLFlowLogger``, which
+    connects in every DDP process."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        return file_lock(db.with_name(db.name + ".lock"))
+    return nullcontext()
 
 
 def client(cfg: LoggingConfig):

@@ -31,6 +31,7 @@ from dflab.tracking.mlflow_utils import (
     ensure_experiment,
     mlflow_params,
     prepare_tracking,
+    store_lock,
 )
 from dflab.training.artifacts import end_failed_run, log_run_artifacts
 from dflab.training.callbacks import LogDatasetInputs, extra_callbacks, monitor_mode
@@ -113,11 +114,12 @@ def fit_experiment(
         ensure_experiment(cfg.logging)
     else:
         uri = tracking_uri_or_default(cfg.logging.tracking_uri)
-    logger = MLFlowLogger(
-        experiment_name=cfg.logging.experiment, run_name=cfg.logging.run_name or cfg.name,
-        tracking_uri=uri, tags={"dflab.kind": "train", "dflab.experiment": cfg.name, **(tags or {})},
-        log_model=False, run_id=resumed_run,
-    )
+    with store_lock(uri):  # Lightning's logger connects in every process; never before the store exists
+        logger = MLFlowLogger(
+            experiment_name=cfg.logging.experiment, run_name=cfg.logging.run_name or cfg.name,
+            tracking_uri=uri, tags={"dflab.kind": "train", "dflab.experiment": cfg.name, **(tags or {})},
+            log_model=False, run_id=resumed_run,
+        )
     monitor = cfg.monitor
     checkpoint = ModelCheckpoint(monitor=monitor, mode=monitor_mode(monitor), save_top_k=1, save_last=True,
                                  filename="best-epoch{epoch:02d}", auto_insert_metric_name=False)
