@@ -260,3 +260,56 @@ def test_a_sweep_whose_trials_train_with_ddp(tmp_path, fast_overrides):
         assert run.data.tags["optuna.state"] == t.state.name
         assert run.info.status == ("FINISHED" if t.state == State.COMPLETE else "KILLED")
     assert "GLOBAL_RANK: 1" in out.stdout + out.stderr or "gloo" in out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_a_two_objective_sweep_finds_the_pareto_front(tmp_path, fast_overrides):
+    """NSGA-II over validation AUROC (maximise) and inference time (minimise): every trial gives
+    both values, the parent run names the Pareto front, and the trade-off table and a Pareto
+    plot come out."""
+    sweep = _sweep_file(tmp_path, fast_overrides, n_trials=4, workers=1)
+    spec = yaml.safe_load(sweep.read_text())
+    spec["sampler"] = {"name": "nsga2", "seed": 0, "population_size": 4}
+    spec["params"] = {"model.backbone": {"choices": ["meso4", "resnet10t"]},
+                      "optim.lr": {"low": 1e-3, "high": 1e-2, "log": True}}
+    spec["objectives"] = [{"metric": "val/video_auroc", "direction": "maximize"},
+                          {"metric": "model/latency_ms", "direction": "minimize"}]
+    sweep.write_text(yaml.safe_dump(spec))
+    out = subprocess.run([sys.executable, "-m", "dflab", "sweep", str(sweep)], cwd=REPO, text=True,
+                         capture_output=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Pareto front of study workers" in out.stdout
+    study = optuna.load_study(study_name="workers", storage=open_storage(f"{tmp_path}/optuna.journal"))
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert all(t.state == State.COMPLETE and len(t.values) == 2 and t.values[1] > 0 for t in study.trials)
+    front = {t.number for t in study.best_trials}
+    _, parent, children = _runs(tmp_path)
+    assert {int(n) for n in parent.data.tags["pareto_trials"].split(",")} == front
+    assert parent.data.tags["best_run_id"] in {children[n].info.run_id for n in front}
+    for t in study.trials:  # the values Optuna holds are the run's own metrics
+        metrics = children[t.number].data.metrics
+        assert metrics["model/latency_ms"] == pytest.approx(t.values[1])
+        assert metrics["best/val/video_auroc"] == pytest.approx(t.values[0])
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    page = Path(client.download_artifacts(parent.info.run_id, "plots/sweep_report.html", str(tmp_path))).read_text()
+    assert "Pareto front" in page
+
+
+def test_several_objectives_are_checked_in_the_sweep_file(tmp_path):
+    from dflab.config import ConfigError
+    from dflab.sweeps.space import load_sweep
+
+    base = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
+    two = [{"metric": "val/video_auroc"}, {"metric": "model/params_m", "direction": "minimize"}]
+    for change, message in [({"objectives": two}, "Optuna prunes single-objective studies only"),
+                            ({"objectives": [{"metric": "test/video_auroc"}]}, "is not one of"),
+                            ({"objectives": [{"metric": "val/loss", "direction": "down"}]}, "is not maximize"),
+                            ({"objectives": [*two, {"metric": "val/video_auroc"}], "pruner": {"name": "none"}},
+                             "names a metric twice")]:
+        path = tmp_path / "s.yaml"
+        path.write_text(yaml.safe_dump({**base, **change}))
+        with pytest.raises(ConfigError, match=message):
+            load_sweep(path)
+    path.write_text(yaml.safe_dump({**base, "objectives": two, "pruner": {"name": "none"},
+                                    "sampler": {"name": "nsga2"}}))
+    assert len(load_sweep(path).objectives) == 2

@@ -35,13 +35,15 @@ class TrialStopped(Exception):
 class OptunaPruning(Callback):
     """Report the monitored validation metric to Optuna each epoch and stop hopeless trials.
 
-    On rank 0 (``trial`` given) the value goes to Optuna, which decides; under DDP the decision is
+    On rank 0 (``trial`` given) the value goes to Optuna, which decides (``prune=False``, as for
+    several objectives: never); under DDP the decision is
     broadcast, and the other ranks (``trial=None``) stop with :class:`TrialStopped` when rank 0
     stops with ``optuna.TrialPruned``.
     """
 
-    def __init__(self, trial: optuna.Trial | None, monitor: str, ranks: TrialRanks | None = None) -> None:
-        self.trial, self.monitor, self.ranks = trial, monitor, ranks
+    def __init__(self, trial: optuna.Trial | None, monitor: str, ranks: TrialRanks | None = None,
+                 prune: bool = True) -> None:
+        self.trial, self.monitor, self.ranks, self.prune = trial, monitor, ranks, prune
 
     def on_fit_start(self, trainer, pl_module) -> None:
         if self.ranks is not None:  # the processes Lightning started for ranks 1..N-1
@@ -56,7 +58,7 @@ class OptunaPruning(Callback):
         epoch = trainer.current_epoch
         value = trainer.callback_metrics.get(self.monitor)
         prune = False
-        if self.trial is not None and value is not None and not math.isnan(float(value)):
+        if self.prune and self.trial is not None and value is not None and not math.isnan(float(value)):
             self.trial.report(float(value), step=epoch)
             prune = self.trial.should_prune()
         if trainer.world_size > 1:

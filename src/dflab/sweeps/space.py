@@ -53,6 +53,10 @@ class SweepConfig:
         mlflow_experiment: MLflow experiment holding the parent and trial runs.
         overrides: fixed ``key=value`` experiment overrides for every trial.
         params: search space, experiment key → ``{low, high[, log, step]}`` or ``{choices}``.
+        objectives: several objectives, e.g. ``[{metric: val/video_auroc, direction: maximize},
+            {metric: model/latency_ms, direction: minimize}]`` (a Pareto front; use the ``nsga2``
+            or ``tpe`` sampler and ``pruner: none``). Empty: the experiment's ``monitor``, in
+            ``direction``. Metrics: :data:`OBJECTIVE_METRICS`.
     """
 
     experiment: str = "experiments/mesonet4_demo.yaml"
@@ -67,6 +71,7 @@ class SweepConfig:
     mlflow_experiment: str = "dflab-sweeps"
     overrides: list = field(default_factory=list)
     params: dict = field(default_factory=dict)
+    objectives: list = field(default_factory=list)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
 
@@ -141,6 +146,41 @@ def _check_param(key: Any, spec: Any) -> None:
         raise ConfigError(f"{where}: step and log cannot be combined (Optuna refuses it)")
 
 
+OBJECTIVE_METRICS = ("val/video_auroc", "val/frame_auroc", "val/video_ap", "val/video_acc", "val/video_eer",
+                     "val/video_logloss", "val/loss", "model/params_m", "model/latency_ms")
+"""What a sweep may optimise: validation metrics of each trial's best checkpoint (never test
+metrics) and the model's cost (:func:`dflab.training.costs.model_costs`)."""
+
+
+def _check_objectives(cfg: SweepConfig) -> None:
+    if not cfg.objectives:
+        return
+    for i, spec in enumerate(cfg.objectives):
+        where = f"objectives[{i}]"
+        if not isinstance(spec, dict) or set(spec) - {"metric", "direction"} or "metric" not in spec:
+            raise ConfigError(f"{where}: expected {{metric: <name>, direction: maximize|minimize}}, got {spec!r}")
+        if spec["metric"] not in OBJECTIVE_METRICS:
+            raise ConfigError(f"{where}.metric: {spec['metric']!r} is not one of {', '.join(OBJECTIVE_METRICS)}")
+        spec.setdefault("direction", "maximize")
+        if spec["direction"] not in ("maximize", "minimize"):
+            raise ConfigError(f"{where}.direction: {spec['direction']!r} is not maximize or minimize")
+    names = [s["metric"] for s in cfg.objectives]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"objectives: {names} names a metric twice")
+    if len(names) > 1 and cfg.pruner.name != "none":
+        raise ConfigError("pruner.name: Optuna prunes single-objective studies only; set pruner: {name: none} "
+                          "for several objectives")
+    if len(names) > 1 and cfg.sampler.name not in ("nsga2", "tpe", "random", "qmc", "grid"):
+        raise ConfigError(f"sampler.name: {cfg.sampler.name} optimises one objective; use nsga2 or tpe")
+
+
+def objectives(cfg: SweepConfig, monitor: str) -> list[tuple[str, str]]:
+    """``(metric, direction)`` of every objective: the file's ``objectives``, else ``monitor``."""
+    if cfg.objectives:
+        return [(s["metric"], s["direction"]) for s in cfg.objectives]
+    return [(monitor, cfg.direction)]
+
+
 def format_value(value: Any) -> str:
     """A sampled value as the right-hand side of a ``key=value`` override."""
     if isinstance(value, str):
@@ -182,6 +222,7 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
             _check_param(key, spec)
         if cfg.direction not in ("maximize", "minimize"):
             raise ConfigError(f"direction: {cfg.direction!r} is not maximize or minimize")
+        _check_objectives(cfg)
         check_search(cfg.sampler, cfg.pruner, cfg.params, is_int_key)
         if cfg.workers < 1:
             raise ConfigError(f"workers: must be >= 1, got {cfg.workers!r}")

@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 
 from dflab.experiment import load_experiment
-from dflab.sweeps.space import SweepConfig
+from dflab.sweeps.space import SweepConfig, objectives
 from dflab.tracking.mlflow_utils import save_redacted
 from dflab.utils.report import report
 from dflab.utils.tables import render_table
@@ -40,7 +40,7 @@ def summarise(study: optuna.Study, cfg: SweepConfig, client: Any, parent: str, s
     for col in ("#", "state", "value", *cfg.params, "mlflow run", "error"):
         table.add_column(col)
     for t in study.trials:
-        value = "-" if t.value is None else f"{t.value:.4f}"
+        value = "-" if t.values is None else " / ".join(f"{v:.4g}" for v in t.values)
         error = t.user_attrs.get("error", "-" if t.state != State.FAIL else "(no error recorded)")
         table.add_row(str(t.number), t.state.name, value,
                       *(_fmt(t.params.get(k, "-")) for k in cfg.params), t.user_attrs.get("mlflow_run_id", "-"),
@@ -53,9 +53,17 @@ def summarise(study: optuna.Study, cfg: SweepConfig, client: Any, parent: str, s
         _end_parent(study, client, parent, status)
         report("No trial completed.")
         return
-    best = study.best_trial
+    base = load_experiment(cfg.experiment, cfg.overrides)
+    goals = objectives(cfg, base.monitor)
+    if len(goals) > 1:
+        pareto = sorted(study.best_trials, key=lambda t: t.values[0], reverse=goals[0][1] == "maximize")
+        report(render_table(_pareto_table(pareto, goals, cfg), 160))
+        client.set_tag(parent, "pareto_trials", ",".join(str(t.number) for t in pareto))
+        best = pareto[0]  # of the Pareto front, the best on the first objective
+    else:
+        best = study.best_trial
     best_run = best.user_attrs.get("mlflow_run_id", "")
-    client.log_metric(parent, "best_value", float(best.value) if best.value is not None else math.nan)
+    client.log_metric(parent, "best_value", float(best.values[0]) if best.values else math.nan)
     client.log_metric(parent, "n_complete_trials", float(len(complete)))
     client.set_tag(parent, "best_run_id", best_run)
     client.set_tag(parent, "best_trial", str(best.number))
@@ -65,15 +73,16 @@ def summarise(study: optuna.Study, cfg: SweepConfig, client: Any, parent: str, s
         client.log_artifact(parent, str(tmpdir / "trials.csv"))
         best_cfg = load_experiment(cfg.experiment, [*cfg.overrides, *(f"{k}={v}" for k, v in best.params.items())])
         client.log_artifact(parent, str(save_redacted(best_cfg, tmpdir / "best_config.yaml")))
-        plot = _parallel_coordinates(study, tmpdir / "parallel_coordinates.png", best_cfg.monitor)
+        plot = _parallel_coordinates(study, tmpdir / "parallel_coordinates.png", goals[0][0])
         if plot is not None:
             client.log_artifact(parent, str(plot), "plots")
-        page = html_report(study, best_cfg.monitor, tmpdir / "sweep_report.html")
+        page = html_report(study, goals[0][0], tmpdir / "sweep_report.html", [n for n, _ in goals])
         if page is not None:
             client.log_artifact(parent, str(page), "plots")
     status = _end_parent(study, client, parent, status)
     params = "  ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
-    report(f"\nBest trial {best.number}: value {best.value:.4f}  {params}")
+    values = " / ".join(f"{n} {v:.4g}" for (n, _), v in zip(goals, best.values, strict=True))
+    report(f"\nBest trial {best.number}: {values}  {params}")
     report(f"Best MLflow run {best_run} (parent {parent}, {status}); compare trials with `make ui`.")
 
 
@@ -95,11 +104,11 @@ def parallel_coordinates_figure(study: optuna.Study, objective: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            ax = plot_parallel_coordinate(study, target_name=objective)
+            ax = plot_parallel_coordinate(study, target=_first_value(study), target_name=objective)
         except (ValueError, ImportError) as err:
             log.warning("parallel-coordinates plot skipped: %s", err)
             return None
-    ax.set_title(f"study {study.study_name}: {objective} ({study.direction.name.lower()}) per trial")
+    ax.set_title(f"study {study.study_name}: {objective} ({study.directions[0].name.lower()}) per trial")
     fig = typing.cast(plt.Figure, ax.figure)
     fig.set_size_inches(10, 5)
     fig.tight_layout()
@@ -128,7 +137,28 @@ def _end_parent(study: optuna.Study, client: Any, parent: str, status: str) -> s
     return status
 
 
-def html_report(study: optuna.Study, objective: str, path: Path) -> Path | None:
+def _first_value(study: optuna.Study) -> Any:
+    """Optuna's ``target`` for plots of a multi-objective study (its first objective); ``None``
+    (the trial's value) for one objective."""
+    return (lambda t: t.values[0]) if len(study.directions) > 1 else None
+
+
+def _pareto_table(pareto: typing.Sequence[optuna.trial.FrozenTrial], goals: list[tuple[str, str]],
+                  cfg: SweepConfig) -> Any:
+    """The trade-off table: every trial of the Pareto front, best first objective first."""
+    from rich.table import Table
+
+    table = Table(title=f"Pareto front of study {cfg.study}: {len(pareto)} trials no other trial beats on "
+                        f"every objective")
+    for col in ("#", *(f"{n} ({'max' if d == 'maximize' else 'min'})" for n, d in goals), *cfg.params, "mlflow run"):
+        table.add_column(col)
+    for t in pareto:
+        table.add_row(str(t.number), *(f"{v:.4g}" for v in t.values), *(_fmt(t.params.get(k, "-")) for k in cfg.params),
+                      t.user_attrs.get("mlflow_run_id", "-"))
+    return table
+
+
+def html_report(study: optuna.Study, objective: str, path: Path, names: typing.Sequence[str] = ()) -> Path | None:
     """One self-contained HTML page (plotly, readable offline; the MLflow UI shows it in the run's
     artifacts): the parallel-coordinates plot with the objective named, parameter importances
     (fANOVA, Hutter et al., ICML 2014) and the optimisation history. Plots Optuna cannot draw
@@ -139,18 +169,22 @@ def html_report(study: optuna.Study, objective: str, path: Path) -> Path | None:
     from optuna import visualization as vis
 
     sections: list[str] = []
+    target = _first_value(study)
     makers: list[tuple[str, Any]] = [("Parallel coordinates", vis.plot_parallel_coordinate),
-              ("Parameter importances", vis.plot_param_importances),
-              ("Optimisation history", vis.plot_optimization_history)]
+                                     ("Parameter importances", vis.plot_param_importances),
+                                     ("Optimisation history", vis.plot_optimization_history)]
+    if len(study.directions) > 1:
+        makers.insert(0, ("Pareto front", lambda s, **_: vis.plot_pareto_front(s, target_names=list(names))))
     for title, make in makers:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                fig = make(study, target_name=objective)
+                fig = make(study, target=target, target_name=objective)
             except (ValueError, RuntimeError, ImportError, ZeroDivisionError) as err:
                 log.info("%s left out of the sweep report: %s", title, err)
                 continue
-        fig.update_layout(title=f"{title}: {objective} ({study.direction.name.lower()})")
+        what = " vs ".join(names) if title == "Pareto front" else f"{objective} ({study.directions[0].name.lower()})"
+        fig.update_layout(title=f"{title}: {what}")
         sections.append(fig.to_html(full_html=False, include_plotlyjs="inline" if not sections else False))
     if not sections:
         return None

@@ -36,7 +36,7 @@ from dflab.datasets.resolve import resolve_items
 from dflab.experiment import load_experiment
 from dflab.sweeps.ddp import OptunaPruning, trial_ranks
 from dflab.sweeps.search import make_pruner, make_sampler, worker_seed
-from dflab.sweeps.space import SweepConfig, is_int_key, suggest
+from dflab.sweeps.space import SweepConfig, is_int_key, objectives, suggest
 from dflab.sweeps.study import WORKER_ATTR, fail_orphaned_trials, open_storage, worker_id
 from dflab.sweeps.summary import summarise as summarise_study
 from dflab.tracking.mlflow_utils import check_writable, ensure_experiment, mlflow_params
@@ -169,7 +169,8 @@ class SweepSession:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = open_storage(cfg.storage, cfg.heartbeat_s, cfg.grace_s, stale_trial_callback=heartbeat_failed)
         study = optuna.create_study(study_name=cfg.study, storage=storage, load_if_exists=True,
-                                    direction=typing.cast(typing.Literal["minimize", "maximize"], cfg.direction))
+                                    directions=[typing.cast(typing.Literal["minimize", "maximize"], d)
+                                                for _, d in objectives(cfg, self.base.monitor)])
         fail_orphaned_trials(study, self.trial_killed)
         before = len(study.trials)
         seed = worker_seed(cfg.sampler.seed, worker_index, before)
@@ -254,7 +255,9 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
                         error_line(mlflow_err))
             return None
 
-    def objective(trial: optuna.Trial) -> float:
+    goals = objectives(cfg, session.base.monitor)
+
+    def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         trial.set_user_attr(WORKER_ATTR, me)
         fail_orphaned_trials(study, trial_killed)
         run_name = f"{cfg.study}-trial-{trial.number:03d}"
@@ -269,8 +272,8 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
             with tempfile.TemporaryDirectory() as tmp, \
                     trial_ranks(save_config(exp, Path(tmp) / "trial.yaml")) as ranks:
                 # a DDP trial's other ranks read this config (see dflab.sweeps.ddp)
-                result = run_experiment(exp, tags=tags, callbacks=[OptunaPruning(trial, exp.monitor, ranks)],
-                                        progress=progress, model_summary=False)
+                pruning = OptunaPruning(trial, exp.monitor, ranks, prune=len(goals) == 1)
+                result = run_experiment(exp, tags=tags, callbacks=[pruning], progress=progress, model_summary=False)
             trial.set_user_attr("mlflow_run_id", result.run_id)
             if math.isnan(result.best_score):
                 raise NonFiniteLossError(f"{exp.monitor} was never finite")
@@ -295,8 +298,13 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
             where = f"MLflow run {run_id} FAILED, traceback in its error.txt" if run_id else "not in MLflow"
             log.warning("trial %d failed: %s (%s)", trial.number, error_line(err), where)
             raise  # Optuna marks the trial FAIL and, as it is caught, goes on with the next one
+        values = [result.best_score if name == exp.monitor else result.metrics.get(name, math.nan)
+                  for name, _ in goals]
+        missing = [name for (name, _), v in zip(goals, values, strict=True) if math.isnan(v)]
+        if missing:
+            raise ValueError(f"objective {missing[0]} was not logged by the run (or is NaN)")
         client.set_tag(result.run_id, "optuna.state", "COMPLETE")
-        return result.best_score
+        return values[0] if len(values) == 1 else tuple(values)
 
     finished: list[optuna.trial.FrozenTrial] = []
     status = "FINISHED"

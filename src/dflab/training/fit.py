@@ -35,6 +35,7 @@ from dflab.tracking.mlflow_utils import (
 )
 from dflab.training.artifacts import end_failed_run, log_run_artifacts
 from dflab.training.callbacks import LogDatasetInputs, extra_callbacks, monitor_mode
+from dflab.training.costs import model_costs
 from dflab.training.epoch_log import EpochLines, interactive
 from dflab.training.module import DetectorModule
 from dflab.training.result import RunResult
@@ -177,6 +178,12 @@ def _fit_and_report(cfg: ExperimentConfig, module: DetectorModule, datamodule: D
     datamodule.gather_skipped(trainer)
 
     result = RunResult(logger.run_id, best_score, best_path, {k: v for k, v in final.items() if "/" in k})
+    if trainer.is_global_zero:  # what the model costs to run: a sweep may trade accuracy against it
+        size = cfg.data.image_size or 224
+        example = getattr(module, "example_input_array", None)
+        if not isinstance(example, torch.Tensor):
+            example = torch.zeros(1, cfg.data.frames_per_clip, 3, size, size)
+        result.metrics.update(model_costs(module, example))
     if trainer.is_global_zero:
         what = f"{cfg.logging.run_name or cfg.name} ({model_description(cfg.model, cfg.data, cfg.triplet)})"
         report(metrics_table(result.metrics, title=f"{what}: best checkpoint by {monitor}"))
