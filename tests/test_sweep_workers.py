@@ -62,6 +62,9 @@ def test_processes_started_together_create_each_store_once(tmp_path):
     assert len(client.search_runs(experiments[:1])) == 4
     for storage in (f"sqlite:///{tmp_path}/optuna.db", f"{tmp_path}/optuna.journal"):
         assert len(optuna.load_study(study_name="s", storage=open_storage(storage)).trials) == 4
+    # Optuna's journal keeps its own lock at <journal>.lock and waits while anything is there:
+    # dflab's lock must never take that name.
+    assert not (tmp_path / "optuna.journal.lock").exists()
 
 
 def test_each_worker_and_each_rerun_draws_its_own_stream():
@@ -313,3 +316,78 @@ def test_several_objectives_are_checked_in_the_sweep_file(tmp_path):
     path.write_text(yaml.safe_dump({**base, "objectives": two, "pruner": {"name": "none"},
                                     "sampler": {"name": "nsga2"}}))
     assert len(load_sweep(path).objectives) == 2
+
+
+_FAR_WORKER = """
+import sys, time, optuna
+from dflab.sweeps.study import WORKER_ATTR, open_storage
+storage, run_id, ready = sys.argv[1:4]
+study = optuna.load_study(study_name="workers", storage=open_storage(storage, heartbeat_s=1, grace_s=3))
+def objective(trial):
+    trial.set_user_attr(WORKER_ATTR, "a-host-far-away:4242:1")  # no pid of this machine to check
+    trial.set_user_attr("mlflow_run_id", run_id)
+    open(ready, "w").write(str(trial.number))
+    time.sleep(600)
+study.optimize(objective, n_trials=1)
+"""
+
+
+@pytest.mark.slow
+def test_a_trial_of_a_lost_host_is_failed_by_the_heartbeat(tmp_path, fast_overrides):
+    """A worker on another host (a database storage with heartbeats) dies with ``kill -9``: the
+    next worker of the study fails its trial once the heartbeat is ``grace_s`` late, and ends its
+    MLflow run KILLED, before running trials of its own."""
+    sweep = _sweep_file(tmp_path, fast_overrides, n_trials=1, workers=1)
+    spec = yaml.safe_load(sweep.read_text())
+    spec.update(storage=f"sqlite:///{tmp_path}/optuna.db", heartbeat_s=1, grace_s=3)
+    sweep.write_text(yaml.safe_dump(spec))
+    optuna.create_study(study_name="workers", storage=open_storage(spec["storage"], 1, 3), direction="maximize")
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    lost_run = client.create_run(client.create_experiment("unit-workers")).info.run_id
+    ready = tmp_path / "ready"
+    far = subprocess.Popen([sys.executable, "-c", _FAR_WORKER, spec["storage"], lost_run, str(ready)])
+    deadline = time.time() + 120
+    while not ready.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert ready.exists()
+    os.kill(far.pid, signal.SIGKILL)
+    far.wait()
+    time.sleep(4)  # longer than grace_s
+    out = subprocess.run([sys.executable, "-m", "dflab", "sweep", str(sweep)], cwd=REPO, text=True,
+                         capture_output=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    study = optuna.load_study(study_name="workers", storage=open_storage(spec["storage"]))
+    assert [t.state for t in study.trials] == [State.FAIL, State.COMPLETE]
+    lost = client.get_run(lost_run)
+    assert lost.info.status == "KILLED"
+    assert "no heartbeat from its worker" in lost.data.tags["dflab.error"]
+
+
+def test_the_dashboard_serves_a_journal_study(tmp_path):
+    """``make dashboard``'s command: optuna-dashboard on the sweep's journal file lists the study."""
+    import json
+    import socket
+    import urllib.request
+
+    storage = f"{tmp_path}/optuna.journal"
+    study = optuna.create_study(study_name="dash", storage=open_storage(storage))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dashboard = Path(sys.executable).with_name("optuna-dashboard")
+    proc = subprocess.Popen([str(dashboard), "--host", "127.0.0.1", "--port", str(port), storage],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline, studies = time.time() + 60, None
+        while studies is None and time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                    studies = json.loads(r.read())["study_summaries"]
+            except OSError:
+                time.sleep(0.3)
+        assert studies is not None, "optuna-dashboard did not answer"
+        assert [s["study_name"] for s in studies] == ["dash"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

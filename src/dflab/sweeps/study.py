@@ -28,7 +28,7 @@ from typing import Any
 
 import optuna
 
-from dflab.utils.locks import file_lock
+from dflab.utils.locks import file_lock, lock_path
 from dflab.utils.quiet import quiet_known_warnings
 from dflab.utils.urls import redact
 
@@ -63,12 +63,12 @@ def open_storage(url: str, heartbeat_s: int = 10, grace_s: int = 30,
     if url.endswith(".journal") and local is not None:
         from optuna.storages.journal import JournalFileBackend
 
-        with file_lock(local.with_name(local.name + ".lock")):
+        with file_lock(lock_path(local)):
             return optuna.storages.JournalStorage(JournalFileBackend(str(local)))
     kwargs: dict[str, Any] = {"heartbeat_interval": heartbeat_s, "grace_period": grace_s,
                               "heartbeat_stale_trial_callback": stale_trial_callback}
     if local is not None:
-        with file_lock(local.with_name(local.name + ".lock")):
+        with file_lock(lock_path(local)):
             return optuna.storages.RDBStorage(url, **kwargs)
     last: Exception | None = None
     for attempt in range(5):  # several hosts creating the schema at once: one wins, the others retry

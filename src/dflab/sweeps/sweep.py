@@ -340,12 +340,18 @@ def run_sweep(cfg: SweepConfig, n_trials: int | None = None, progress: bool = Tr
         finally:
             if sigint is not None:
                 signal.signal(signal.SIGINT, sigint)
-    if finished and all(t.state == optuna.trial.TrialState.FAIL for t in finished):
-        first = finished[0]
+    raise_if_all_failed(study, finished, cfg, parent)
+    return study
+
+
+def raise_if_all_failed(study: optuna.Study, trials: typing.Sequence[optuna.trial.FrozenTrial],
+                        cfg: SweepConfig, parent: str) -> None:
+    """Raise :class:`SweepFailedError` when ``trials`` (those of one call) all failed."""
+    if trials and all(t.state == optuna.trial.TrialState.FAIL for t in trials):
+        first = trials[0]
         raise SweepFailedError(
-            f"all {len(finished)} trials of sweep {cfg.study!r} failed; trial {first.number}: "
+            f"all {len(trials)} trials of sweep {cfg.study!r} failed; trial {first.number}: "
             f"{first.user_attrs.get('error', 'unknown error')} (each failed MLflow run has its traceback "
             f"in error.txt; parent run {parent})", study)
-    return study
 
 

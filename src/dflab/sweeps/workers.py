@@ -31,7 +31,7 @@ from dflab.datasets.resolve import resolve_items
 from dflab.sweeps.space import SweepConfig
 from dflab.sweeps.study import fail_orphaned_trials, worker_start_id
 from dflab.sweeps.summary import summarise
-from dflab.sweeps.sweep import DATA_KEYS, SweepFailedError, SweepSession
+from dflab.sweeps.sweep import DATA_KEYS, SweepSession, raise_if_all_failed
 from dflab.utils.report import report
 
 __all__ = ["run_workers"]
@@ -127,10 +127,5 @@ def run_workers(cfg: SweepConfig, sweep_file: str, overrides: Sequence[str], wor
             pump.join(timeout=5)
         mine = [t for t in study.get_trials(deepcopy=False) if t.number >= before]
         summarise(study, cfg, session.client, session.parent, status, mine)
-    if mine and all(t.state == optuna.trial.TrialState.FAIL for t in mine):
-        first = mine[0]
-        raise SweepFailedError(
-            f"all {len(mine)} trials of sweep {cfg.study!r} failed; trial {first.number}: "
-            f"{first.user_attrs.get('error', 'unknown error')} (each failed MLflow run has its traceback "
-            f"in error.txt; parent run {session.parent})", study)
+    raise_if_all_failed(study, mine, cfg, session.parent)
     return study

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dflab.config.schema import LoggingConfig, tracking_uri_or_default
-from dflab.utils.locks import file_lock
+from dflab.utils.locks import file_lock, lock_path
 
 
 class TrackingError(RuntimeError):
@@ -140,7 +140,7 @@ def store_lock(uri: str) -> AbstractContextManager[None]:
     connects in every DDP process."""
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
-        return file_lock(db.with_name(db.name + ".lock"))
+        return file_lock(lock_path(db))
     return nullcontext()
 
 

@@ -11,7 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["file_lock"]
+__all__ = ["file_lock", "lock_path"]
+
+
+def lock_path(path: str | Path) -> Path:
+    """The lock file dflab uses for ``path``: ``<path>.dflab-lock``. Never ``<path>.lock``:
+    Optuna's journal storage keeps its own lock (a symlink) under that name, and waits for any
+    other file there to go away."""
+    path = Path(path)
+    return path.with_name(path.name + ".dflab-lock")
 
 
 @contextmanager
