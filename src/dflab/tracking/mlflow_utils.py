@@ -9,7 +9,6 @@ store creates it under a file lock, so processes started together never race in 
 from __future__ import annotations
 
 import json
-import os
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -130,8 +129,7 @@ def prepare_tracking(cfg: LoggingConfig) -> str:
             _OPENED.add(uri)
     if is_local_store(uri):
         Path(cfg.artifact_location).mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("MLFLOW_TRACKING_URI", uri)
-    return uri
+    return uri  # passed to each client explicitly: no process-wide MLflow setting is changed
 
 
 def store_lock(uri: str) -> AbstractContextManager[None]:
