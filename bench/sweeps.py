@@ -56,14 +56,18 @@ def main() -> None:
             rows.append((f"demo sweep, {n} trials, {workers} worker(s), {cores} cores",
                          f"{per_hour:.0f} trials/h ({seconds:.0f} s)", f"{per_hour / base:.2f}x one worker"))
         epochs, best = {}, {}
-        run_sweep(root / "p-none", f"n_trials={n}", "pruner.name=none")
-        for pruner, folder in (("median", root / "w1"), ("none", root / "p-none")):  # w1: the demo's median pruner
+        for pruner in ("none", "successive_halving"):
+            run_sweep(root / f"p-{pruner}", f"n_trials={n}", f"pruner.name={pruner}")
+        folders = {"median": root / "w1", "none": root / "p-none",  # w1: the demo's own median pruner
+                   "successive_halving": root / "p-successive_halving"}
+        for pruner, folder in folders.items():
             s = study(f"{folder}/optuna.journal")
             epochs[pruner] = sum(len(t.intermediate_values) for t in s.trials)
             best[pruner] = s.best_value
-        saved = 1 - epochs["median"] / epochs["none"]
-        rows.append((f"epochs run, median pruner vs none ({n} trials)", f"{epochs['median']} vs {epochs['none']}",
-                     f"{saved:.0%} saved; best val AUROC {best['median']:.3f} vs {best['none']:.3f}"))
+        for pruner in ("median", "successive_halving"):
+            saved = 1 - epochs[pruner] / epochs["none"]
+            rows.append((f"epochs run, {pruner} pruner vs none ({n} trials)", f"{epochs[pruner]} vs {epochs['none']}",
+                         f"{saved:.0%} saved; best val AUROC {best[pruner]:.3f} vs {best['none']:.3f}"))
         try:
             from dflab.tracking.postgres import PostgresServer
             from dflab.tracking.server import MLflowServer

@@ -262,3 +262,6 @@ def test_two_workers_share_a_postgres_study_and_one_mlflow_server(root: Path, tm
             assert ml.uri in config.read_text()
             stored = list((root / "artifacts").rglob(f"{run.info.run_id}/artifacts/config.yaml"))
             assert stored, "the artifacts went to the server's store"
+            checkpoints = list((root / "artifacts").rglob(f"{run.info.run_id}/artifacts/checkpoints/*.ckpt"))
+            assert checkpoints, "the best checkpoint was uploaded to the server, not linked into a local folder"
+        assert not list(repo.glob("mlflow-artifacts*")), "nothing is written to a folder named after the URI"

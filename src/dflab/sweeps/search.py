@@ -54,7 +54,9 @@ class PrunerConfig:
         name: one of :data:`PRUNERS`.
         n_startup_trials: trials that are never pruned (``median``, ``percentile``).
         n_warmup_steps: epochs of each trial that are never pruned (``median``, ``percentile``).
-        percentile: keep trials above this percentile of the others (``percentile``, 0-100).
+        percentile: keep, at each epoch, the trials in the best ``percentile`` % of the others
+            (``percentile``, 0-100; Optuna's convention: 50 is the median pruner, 25 keeps the
+            best quarter).
         min_resource: epochs before the first rung (``successive_halving``, ``hyperband``).
         reduction_factor: rung spacing and the share kept, 1/factor (``successive_halving``,
             ``hyperband``).

@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pytorch_lightning.callbacks import (
     ModelCheckpoint,
@@ -53,7 +54,8 @@ def store_checkpoint(client: Any, run_id: str, path: Path) -> None:
     training wrote, so the weights are on disk once; otherwise the file is uploaded (copied).
     """
     uri = client.get_run(run_id).info.artifact_uri
-    if uri.startswith("file://") or "://" not in uri:
+    scheme = urlsplit(uri).scheme
+    if scheme in ("", "file"):  # a local folder; mlflow-artifacts:, s3:, http: ... are uploaded
         target = Path(uri.removeprefix("file://")) / "checkpoints" / path.name
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
