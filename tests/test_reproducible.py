@@ -48,7 +48,11 @@ def test_two_runs_give_identical_metrics_and_name_the_same_data(fast_overrides) 
     overrides = [*fast_overrides, "data.num_workers=2", "data.augment=light", "data.self_blend=0.3",
                  "trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
     runs = [run_experiment(build_experiment({}, overrides), progress=False) for _ in range(2)]
+    # every metric of the model and the data is identical; the inference time is a clock reading
+    latency = [r.metrics.pop("model/latency_ms") for r in runs]
+    assert all(v > 0 for v in latency)
     assert runs[0].metrics == runs[1].metrics and runs[0].best_score == runs[1].best_score
+    assert "model/params_m" in runs[0].metrics
     cfg = build_experiment({}, overrides)
     client = MlflowClient(cfg.logging.tracking_uri)
     history = [[m.value for m in client.get_metric_history(r.run_id, "train/loss_step")] for r in runs]
