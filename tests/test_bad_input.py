@@ -231,6 +231,8 @@ def test_command_line_values_are_checked(tmp_path: Path, capsys) -> None:
     for argv in (["demo", "--root", str(blocker)], ["export", "--out-dir", f"{blocker}/sub"]):
         code, err = _run(capsys, *argv)
         assert code == 2 and len(err) == 1 and f"{blocker}" in err[0] and "cannot write to" in err[0]
+    code, err = _run(capsys, "sweep", "sweeps/demo.yaml", f"storage={blocker}/optuna.journal")
+    assert code == 2 and err[0].startswith(f"dflab sweep: error: storage: cannot write to {blocker}")
     code, err = _run(capsys, "train", EXPERIMENT, "--resume", "")
     assert code == 2 and "--resume: give a checkpoint file or the MLflow run id" in err[0]
 

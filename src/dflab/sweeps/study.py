@@ -40,7 +40,8 @@ WORKER_ATTR = "dflab.worker"
 TrialFailed = Callable[[optuna.Study, optuna.trial.FrozenTrial, str], None]
 
 
-def _local_file(url: str) -> Path | None:
+def local_storage_file(url: str) -> Path | None:
+    """The file behind a SQLite URL or a journal path; ``None`` for a database server."""
     if url.startswith("sqlite:///"):
         return Path(url.removeprefix("sqlite:///"))
     if url.endswith(".journal") and "://" not in url:
@@ -57,7 +58,7 @@ def open_storage(url: str, heartbeat_s: int = 10, grace_s: int = 30,
         RuntimeError: a database storage could not be opened after 5 tries (names the URL,
             without its password).
     """
-    local = _local_file(url)
+    local = local_storage_file(url)
     if local is not None:
         local.parent.mkdir(parents=True, exist_ok=True)
     if url.endswith(".journal") and local is not None:

@@ -25,21 +25,32 @@ import tempfile
 import threading
 import traceback
 import typing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from dflab.config import flatten, save_config, to_dict
+from dflab.config import save_config
 from dflab.datasets.resolve import resolve_items
 from dflab.experiment import load_experiment
 from dflab.sweeps.ddp import OptunaPruning, trial_ranks
 from dflab.sweeps.search import make_pruner, make_sampler, worker_seed
 from dflab.sweeps.space import SweepConfig, is_int_key, objectives, suggest
-from dflab.sweeps.study import WORKER_ATTR, fail_orphaned_trials, open_storage, worker_id
+from dflab.sweeps.study import (
+    WORKER_ATTR,
+    fail_orphaned_trials,
+    local_storage_file,
+    open_storage,
+    worker_id,
+)
 from dflab.sweeps.summary import summarise as summarise_study
-from dflab.tracking.mlflow_utils import check_writable, ensure_experiment, mlflow_params
+from dflab.tracking.mlflow_utils import (
+    check_writable,
+    ensure_experiment,
+    ensure_writable,
+    mlflow_params,
+)
 from dflab.tracking.mlflow_utils import client as mlflow_client
 from dflab.training.module import NonFiniteLossError
 from dflab.training.train import run_experiment
@@ -81,7 +92,7 @@ def parent_run(client: Any, experiment_id: str, cfg: SweepConfig) -> str:
         return oldest
     from mlflow.entities import Param
 
-    params = [Param(k, redact(str(v))[:6000]) for k, v in flatten(to_dict(cfg)).items()]
+    params = [Param(k, str(v)) for k, v in mlflow_params(cfg).items()]
     client.log_batch(ours, params=params)
     return ours
 
@@ -147,9 +158,9 @@ class SweepSession:
         base = load_experiment(cfg.experiment, cfg.overrides)  # refuses bad keys before any trial
         base.logging.experiment = cfg.mlflow_experiment
         check_writable(base.logging, base.logging.output_dir)
-        if cfg.storage.startswith("sqlite:///") or cfg.storage.endswith(".journal"):  # checked like MLflow's
-            check_writable(replace(base.logging, tracking_uri=cfg.storage if "://" in cfg.storage
-                                   else f"sqlite:///{cfg.storage}"))
+        storage_file = local_storage_file(cfg.storage)
+        if storage_file is not None:  # the Optuna database or journal, probed like MLflow's
+            ensure_writable("storage", storage_file, is_file=True)
         if not any(k.startswith(DATA_KEYS) for k in cfg.params):
             # Every trial reads the same dataset: a layout refused now fails no trial and no run.
             resolve_items(base.data, progress=progress)

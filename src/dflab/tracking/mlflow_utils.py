@@ -177,8 +177,9 @@ def ensure_experiment(cfg: LoggingConfig, name: str | None = None) -> str:
 
 
 def mlflow_params(cfg: Any) -> dict[str, Any]:
-    """A config as flat MLflow params: dotted keys, lists and mappings as JSON, and every password
-    inside a URL (a tracking URI, a database) shown as ``***``."""
+    """A config (any config dataclass) as flat MLflow params: dotted keys, lists and mappings as
+    JSON, every password inside a URL (a tracking URI, a database) shown as ``***``, and text cut
+    to MLflow's 6000-character limit."""
     from dflab.config import flatten, to_dict
     from dflab.utils.urls import redact
 
@@ -186,7 +187,7 @@ def mlflow_params(cfg: Any) -> dict[str, Any]:
     for key, value in flatten(to_dict(cfg)).items():
         if not (isinstance(value, (int, float, str, bool)) or value is None):
             value = json.dumps(value)
-        out[key] = redact(value) if isinstance(value, str) else value
+        out[key] = redact(value)[:6000] if isinstance(value, str) else value
     return out
 
 
