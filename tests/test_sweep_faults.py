@@ -32,6 +32,7 @@ def _sweep_file(tmp_path: Path, overrides: list[str], params: dict, n_trials: in
         "storage": f"sqlite:///{tmp_path}/optuna.db",
         "n_trials": n_trials,
         "mlflow_experiment": "unit-faults",
+        "register": False,
         "overrides": overrides,
         "sampler": {"name": "random", "seed": 0},
         "pruner": {"name": "none"},

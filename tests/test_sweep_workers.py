@@ -168,7 +168,7 @@ def _sweep_file(tmp_path: Path, overrides: list[str], n_trials: int, workers: in
     spec = {
         "experiment": "experiments/mesonet4_demo.yaml", "study": "workers",
         "storage": f"{tmp_path}/optuna.journal", "n_trials": n_trials, "workers": workers,
-        "mlflow_experiment": "unit-workers", "overrides": overrides,
+        "mlflow_experiment": "unit-workers", "overrides": overrides, "register": False,
         "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"},
         "params": {"optim.lr": {"low": 1e-4, "high": 1e-2, "log": True},
                    "model.drop_rate": {"low": 0.0, "high": 0.5}},

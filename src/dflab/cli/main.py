@@ -75,8 +75,32 @@ def _export(args: argparse.Namespace) -> int:
     from dflab.export.export import export_run
 
     export_run(run_id=args.run_id, tracking_uri=args.tracking_uri, out_dir=args.out_dir,
-               atol=args.atol)
+               atol=args.atol, register=not args.no_register, model_name=args.name)
     return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    _writable_folder("--out", args.out)
+    from dflab.predict.run import predict
+
+    result = predict(args.paths, args.model or (), out=args.out, frames=args.frames, annotate=args.annotate,
+                     cam=args.cam, threshold=args.threshold, target_fpr=args.target_fpr,
+                     tracking_uri=args.tracking_uri, progress=not args.no_progress, threads=args.threads)
+    return 0 if any(r.scored for r in result.results) or not result.results else 1
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a probability is between 0 and 1, got {text}")
+    return value
+
+
+def _open_probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"a false-positive rate is strictly between 0 and 1, got {text}")
+    return value
 
 
 def _faces(args: argparse.Namespace) -> int:
@@ -231,7 +255,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MLflow tracking URI of the run (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)")
     e.add_argument("--out-dir", default="outputs/export", help="folder for model.onnx, model.pt2, export.json")
     e.add_argument("--atol", type=_non_negative, default=1e-4, help="largest allowed |difference| of scores")
+    e.add_argument("--name", default=None,
+                   help="registered model name (default: the run's MLflow experiment, e.g. dflab-demo)")
+    e.add_argument("--no-register", action="store_true",
+                   help="log the MLflow model to the run but register no version")
     e.set_defaults(fn=_export)
+
+    pr = sub.add_parser("predict", help="score videos and images with a trained detector (CSV, JSON, annotated files)")
+    pr.add_argument("paths", nargs="+", metavar="PATH", help="video or image files, folders (recursive), globs")
+    pr.add_argument("--model", action="append", default=None, metavar="MODEL",
+                    help="export folder, .ckpt file, MLflow run id or models:/<name>@<alias>; repeat for an "
+                         "ensemble (default: the latest sweep's champion)")
+    pr.add_argument("--out", default="outputs/predict", help="folder for predictions.csv/json and annotated files")
+    pr.add_argument("--frames", type=_positive_int, default=None,
+                    help="frames scored per face (default: as at evaluation, data.eval_clips_per_video clips)")
+    pr.add_argument("--annotate", action="store_true",
+                    help="write annotated videos (H.264 MP4) and images (PNG): boxes, scores, verdict, timeline")
+    pr.add_argument("--cam", action="store_true", help="overlay Grad-CAM heat maps on the faces (implies --annotate)")
+    pr.add_argument("--threshold", type=_probability, default=None,
+                    help="verdict threshold on the calibrated score (default: the model's, chosen on validation)")
+    pr.add_argument("--target-fpr", type=_open_probability, default=None,
+                    help="choose the threshold for this false-positive rate on the model's validation videos")
+    pr.add_argument("--tracking-uri", default=None,
+                    help="MLflow tracking URI for run ids and models:/ (default: $MLFLOW_TRACKING_URI, else "
+                         "sqlite:///mlruns/mlflow.db)")
+    pr.add_argument("--threads", type=_positive_int, default=2, help="decoder and face-detector threads")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pr.set_defaults(fn=_predict)
 
     f = sub.add_parser("faces", help="detect faces once for an experiment's dataset (cached)")
     f.add_argument("experiment", help="experiment YAML file whose dataset and face settings are used")
@@ -282,6 +332,9 @@ _USER_ERRORS: dict[str, str | tuple[str, ...]] = {
     "dflab.config.errors": "ConfigError",
     "dflab.datasets.errors": "DatasetLayoutError",
     "dflab.models.checkpoint": "CheckpointError",
+    "dflab.predict.inputs": "InputError",
+    "dflab.predict.models": "ModelLoadError",
+    "dflab.predict.cam": "CamError",
     "dflab.tracking.mlflow_utils": ("RunLookupError", "TrackingError"),
     "dflab.training.module": "NonFiniteLossError",  # the message names optim.lr
     "dflab.sweeps.sweep": "SweepFailedError",  # every trial failed; each error is on its MLflow run

@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import typing
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +117,9 @@ class FaceClipDataset(Dataset):
         self_blend: probability that a real training clip is turned into a self-blended
             pseudo-fake (label 1; see :mod:`dflab.clips.self_blend`).
         split: the split's name in ``skipped`` records.
+        decoded: per item, frames already decoded (display index → ``(H, W, 3)`` uint8 RGB, as
+            :func:`~dflab.faces.detect.detect_video` keeps them); crops are cut from these and
+            only the other frames are decoded.
 
     Raises:
         ValueError: a video is shorter than one clip, or the arguments disagree in length.
@@ -127,7 +130,7 @@ class FaceClipDataset(Dataset):
                  track_score: str = "max", min_track_coverage: float = 0.25,
                  crop_cache: CropCache | None = None, video_keys: Sequence[str | None] = (),
                  train_tracks: Sequence[int] = (), self_blend: float = 0.0,
-                 split: str = "") -> None:
+                 split: str = "", decoded: Sequence[Mapping[int, np.ndarray] | None] = ()) -> None:
         if len(items) != len(faces):
             raise ValueError("items and faces differ in length")
         if track_score not in TRACK_SCORES:
@@ -145,6 +148,7 @@ class FaceClipDataset(Dataset):
         self.crop_cache, self.video_keys = crop_cache, list(video_keys)
         self.self_blend = self_blend if train else 0.0
         self.split = split or ("train" if train else "eval")
+        self.decoded = list(decoded) or [None] * len(self.items)
         tracks = list(train_tracks) or [0] * len(self.items)
         #: ``(video, track)`` per scored unit; ``clips_per_video`` consecutive items each
         self.units: list[tuple[int, int]] = (
@@ -240,8 +244,13 @@ class FaceClipDataset(Dataset):
                     users[f].append((req, t, crop))
             undecoded = Undecoded()
             path = self.items[video].path
+            kept = self.decoded[video] or {}
+            for f in [f for f in users if f in kept]:
+                for req, t, crop in users.pop(f):
+                    req.crops[t] = crop(kept[f], t)  # type: ignore[index]
             try:
-                for f, frame in iter_frames(path, sorted(users), faces.access_points, undecoded=undecoded):
+                for f, frame in iter_frames(path, sorted(users), faces.access_points, undecoded=undecoded) \
+                        if users else ():
                     for req, t, crop in users[f]:
                         req.crops[t] = crop(frame, t)  # type: ignore[index]
             except VideoDecodeError as err:  # the file cannot be opened any more

@@ -17,6 +17,7 @@ TRACKING_SCHEMES = ("sqlite:///", "file://", "http://", "https://", "postgresql"
 """Tracking URIs MLflow serves."""
 
 CHOICES: dict[str, tuple[str, ...]] = {
+    "calibration.threshold": ("eer", "fpr"),
     "trainer.precision": ("auto", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true",
                           "bf16-true", "64-true", "64", "transformer-engine"),
     "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
@@ -37,6 +38,8 @@ POSITIVE = ("data.frames_per_clip", "data.frame_stride", "data.train_clips_per_v
 
 RANGES: dict[str, tuple[float, float, str]] = {
     # key: (low, high, bounds) — bounds "[]", "[)", "(]" or "()"; inf for no bound
+    "calibration.target_fpr": (0.0, 1.0, "()"),
+    "calibration.bins": (2, 1000, "[]"),
     "optim.weight_decay": (0.0, float("inf"), "[)"),
     "optim.momentum": (0.0, 1.0, "[)"),
     "model.drop_rate": (0.0, 1.0, "[)"),

@@ -271,6 +271,27 @@ class TripletConfig:
 
 
 @dataclass
+class CalibrationConfig:
+    """What a run stores with its best checkpoint for scoring new files (``dflab predict``).
+
+    At the end of training a temperature is fitted on the validation videos' logits (Guo et
+    al., ICML 2017) and the verdict threshold is chosen on the calibrated validation scores.
+
+    Attributes:
+        enabled: fit and store the calibration (needs real and fake validation videos).
+        threshold: ``eer`` (the equal-error-rate point) or ``fpr`` (the lowest threshold whose
+            validation false-positive rate is at most ``target_fpr``).
+        target_fpr: the false-positive budget of ``threshold: fpr``.
+        bins: bins of the expected calibration error and the reliability diagram.
+    """
+
+    enabled: bool = True
+    threshold: str = "eer"
+    target_fpr: float = 0.05
+    bins: int = 10
+
+
+@dataclass
 class ExperimentConfig:
     """One experiment: data, faces, model, optimisation, trainer and logging."""
 
@@ -284,3 +305,4 @@ class ExperimentConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     triplet: TripletConfig = field(default_factory=TripletConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)

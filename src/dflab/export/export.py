@@ -9,6 +9,7 @@ largest absolute difference of the logits exceeds the tolerance (``1e-4`` by def
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,11 @@ from torch import nn
 
 from dflab.config import ExperimentConfig
 from dflab.config.schema import LoggingConfig
-from dflab.models.checkpoint import load_checkpoint
+from dflab.export.registry import RegisteredVersion, log_pyfunc_model
+from dflab.export.registry import register as register_version
+from dflab.export.settings import PredictSettings
+from dflab.models.checkpoint import load_checkpoint, read_checkpoint
+from dflab.utils.atomic import atomic_write
 from dflab.utils.report import report
 
 
@@ -41,13 +46,15 @@ class ScoringModel(nn.Module):
 
 @dataclass
 class ExportResult:
-    """Paths of the exported files and their parity with eager PyTorch."""
+    """Paths of the exported files, their parity with eager PyTorch and, when registered, the
+    model registry version."""
 
     onnx_path: Path
     pt2_path: Path
     onnx_max_abs_diff: float
     pt2_max_abs_diff: float
     num_frames: int
+    registered: RegisteredVersion | None = None
 
 
 def sample_frames(cfg: ExperimentConfig, count: int = 32) -> torch.Tensor:
@@ -95,7 +102,8 @@ def export_model(net: nn.Module, frames: torch.Tensor, out_dir: str | Path, atol
         onnx_path = out / "model.onnx"
         torch.onnx.export(model, (example,), str(onnx_path), input_names=[name],
                           output_names=["logit", "fake_probability"],
-                          dynamic_shapes={"frames": {0: batch}}, dynamo=True, verbose=False)
+                          dynamic_shapes={"frames": {0: batch}}, dynamo=True, verbose=False,
+                          external_data=False)  # one self-contained file (weights inside)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     onnx_logits = session.run(["logit"], {name: frames.numpy()})[0]
 
@@ -110,23 +118,41 @@ def export_model(net: nn.Module, frames: torch.Tensor, out_dir: str | Path, atol
 
 
 def export_run(run_id: str | None = None, tracking_uri: str | None = None,
-               out_dir: str | Path = "outputs/export", atol: float = 1e-4) -> ExportResult:
+               out_dir: str | Path = "outputs/export", atol: float = 1e-4, register: bool = True,
+               model_name: str | None = None) -> ExportResult:
     """Export the best checkpoint of an MLflow run (default: best trial of the latest sweep).
 
-    The files and the measured differences are logged to the same MLflow run under ``export/``.
+    The files and the measured differences are logged to the same MLflow run under ``export/``;
+    the export is also logged as an MLflow pyfunc model under ``model/`` and, with ``register``,
+    registered as a new version of ``model_name`` (default: the run's MLflow experiment name),
+    with the ``champion`` alias moved to it if it is better on the run's monitored validation
+    metric (see :mod:`dflab.export.registry`).
     """
     from dflab.tracking.mlflow_utils import client as mlflow_client
     from dflab.tracking.mlflow_utils import latest_sweep_best_run, run_checkpoint
 
     client = mlflow_client(LoggingConfig(tracking_uri=tracking_uri or ""))
     run_id = run_id or latest_sweep_best_run(client)
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg, net = load_checkpoint(run_checkpoint(client, run_id, tmp))
     target = Path(out_dir) / run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt_path = run_checkpoint(client, run_id, tmp)
+        cfg, net = load_checkpoint(ckpt_path)
+        stored = read_checkpoint(ckpt_path)
+        target.mkdir(parents=True, exist_ok=True)
+        # weights and config alone (no optimizer state): eager PyTorch and Grad-CAM read it
+        slim = {k: stored[k] for k in ("state_dict", "dflab_config", "dflab_calibration", "dflab_mlflow_run_id")
+                if k in stored}
+        with atomic_write(target / "checkpoint.ckpt") as fh:
+            torch.save(slim, fh)
     report(f"exporting run {run_id} ({cfg.name}, {cfg.model.backbone}) to {target}")
     result = export_model(net, sample_frames(cfg), target, atol)
     window = [cfg.data.frames_per_clip] if cfg.model.temporal != "none" else []
-    meta = {"run_id": run_id, "backbone": cfg.model.backbone, "temporal": cfg.model.temporal,
+    calibration = stored.get("dflab_calibration")
+    if calibration is None:
+        report(f"run {run_id} stores no calibration: `dflab predict` will report uncalibrated scores")
+    meta = {"run_id": run_id, "model_id": f"runs:/{run_id}", "experiment": cfg.name,
+            "predict": PredictSettings.from_config(cfg).to_dict(), "calibration": calibration,
+            "backbone": cfg.model.backbone, "temporal": cfg.model.temporal,
             "input": ["B", *window, 3, cfg.data.image_size, cfg.data.image_size],
             "input_name": "clips" if window else "frames",
             "input_range": [0.0, 1.0], "outputs": ["logit", "fake_probability"],
@@ -134,9 +160,15 @@ def export_run(run_id: str | None = None, tracking_uri: str | None = None,
             "face_detector": cfg.faces.detector, "face_detector_options": cfg.faces.detector_options,
             "onnx_max_abs_diff": result.onnx_max_abs_diff, "pt2_max_abs_diff": result.pt2_max_abs_diff}
     (target / "export.json").write_text(json.dumps(meta, indent=2))
-    for path in (result.onnx_path, result.pt2_path, target / "export.json"):
+    for path in (result.onnx_path, result.pt2_path, target / "export.json", target / "checkpoint.ckpt"):
         client.log_artifact(run_id, str(path), "export")
     client.log_metric(run_id, "export/onnx_max_abs_diff", result.onnx_max_abs_diff)
     client.log_metric(run_id, "export/pt2_max_abs_diff", result.pt2_max_abs_diff)
     report(f"logged model.onnx, model.pt2 and export.json to MLflow run {run_id} (artifacts/export)")
+    source = log_pyfunc_model(client, run_id, target)
+    if register:
+        metric = f"best/{cfg.monitor}"
+        value = client.get_run(run_id).data.metrics.get(metric, math.nan)
+        result.registered = register_version(client, model_name or cfg.logging.experiment, run_id, source, metric,
+                                             value, higher_is_better=not cfg.monitor.endswith("loss"))
     return result

@@ -4,6 +4,7 @@ goes), run the detector and link the detections into tracks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def detect_video(
-    path: str | Path, detector: FaceDetector, num_frames: int = 16, step: int = 0, threads: int = 1
+    path: str | Path, detector: FaceDetector, num_frames: int = 16, step: int = 0, threads: int = 1,
+    keep: dict[int, np.ndarray] | None = None, also: Sequence[int] | np.ndarray = (),
 ) -> VideoFaces:
     """Decode ``num_frames`` sampled frames of a video, detect faces and link them into tracks.
 
@@ -61,20 +63,31 @@ def detect_video(
     are returned in :attr:`VideoFaces.error`; sampled frames that do not decode (a damaged
     file) have no face and are listed in :attr:`VideoFaces.damaged`. ``threads``: decoder
     threads.
+
+    ``keep`` (a dict) receives the decoded RGB frames of the sampled indices and of ``also``
+    (more display indices decoded in the same pass, without detection), so a caller that cuts
+    face crops from them afterwards does not decode the video again.
     """
     path = str(path)
     found: dict[int, list] = {}
     try:
         info = probe(path)
         indices = sample_indices(info.num_frames, num_frames, step)
-        with CheckInBackground(path, indices, threads) as pending:  # decoding overlaps detection
+        extra = {int(i) for i in also if 0 <= int(i) < info.num_frames} - set(indices.tolist())
+        wanted = np.union1d(indices, np.fromiter(extra, np.int64, len(extra)))
+        with CheckInBackground(path, wanted, threads) as pending:  # decoding overlaps detection
             for i, rgb in pending:
-                found[i] = detector.detect(rgb)
+                if keep is not None:
+                    keep[i] = rgb
+                if i not in extra:
+                    found[i] = detector.detect(rgb)
             decoded = pending.result
     except VideoDecodeError as err:
         return failed_record(path, str(err))
     for i in decoded.damaged:  # handed over, then not decoded again (see check_decode)
         found.pop(i, None)
+        if keep is not None:
+            keep.pop(i, None)
     if not found:
         reason = decoded.errors[0] if decoded.errors else "no frame came out"
         return failed_record(path, f"{path}: none of {len(indices)} sampled frames could be decoded ({reason})")

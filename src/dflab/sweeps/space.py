@@ -51,6 +51,10 @@ class SweepConfig:
         timeout_min: stop starting new trials after this many minutes (``null``: no limit).
         direction: ``maximize`` or ``minimize`` the experiment's ``monitor`` metric.
         mlflow_experiment: MLflow experiment holding the parent and trial runs.
+        register: at the end, export the best trial (ONNX, parity-checked) and register it in
+            the MLflow model registry, moving the ``champion`` alias to it when it beats the
+            current champion on the same validation metric.
+        model_name: registered model name (empty: ``dflab-<study>``, e.g. ``dflab-demo``).
         overrides: fixed ``key=value`` experiment overrides for every trial.
         params: search space, experiment key → ``{low, high[, log, step]}`` or ``{choices}``.
         objectives: several objectives, e.g. ``[{metric: val/video_auroc, direction: maximize},
@@ -69,6 +73,8 @@ class SweepConfig:
     timeout_min: float | None = None
     direction: str = "maximize"
     mlflow_experiment: str = "dflab-sweeps"
+    register: bool = True
+    model_name: str = ""
     overrides: list = field(default_factory=list)
     params: dict = field(default_factory=dict)
     objectives: list = field(default_factory=list)

@@ -79,11 +79,37 @@ def summarise(study: optuna.Study, cfg: SweepConfig, client: Any, parent: str, s
         page = html_report(study, goals[0][0], tmpdir / "sweep_report.html", [n for n, _ in goals])
         if page is not None:
             client.log_artifact(parent, str(page), "plots")
+    if cfg.register and best_run:
+        register_best(cfg, client, parent, best_run, base.logging.output_dir)
     status = _end_parent(study, client, parent, status)
     params = "  ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
     values = " / ".join(f"{n} {v:.4g}" for (n, _), v in zip(goals, best.values, strict=True))
     report(f"\nBest trial {best.number}: {values}  {params}")
     report(f"Best MLflow run {best_run} (parent {parent}, {status}); compare trials with `make ui`.")
+
+
+def registered_name(cfg: SweepConfig) -> str:
+    """The registered model a sweep's best trials go to: ``model_name``, else ``dflab-<study>``."""
+    return cfg.model_name or f"dflab-{cfg.study}"
+
+
+def register_best(cfg: SweepConfig, client: Any, parent: str, best_run: str, output_dir: str) -> None:
+    """Export the best trial and register it (see :mod:`dflab.export.registry`); the parent run
+    gets the tags ``dflab.registered_model`` and ``dflab.registered_version``. A failure is
+    reported and tagged (``dflab.register_error``), never lost in the sweep's result."""
+    from dflab.export.export import export_run
+
+    name = registered_name(cfg)
+    report(f"Exporting the best trial's model (run {best_run}) and registering it as {name!r}")
+    try:
+        result = export_run(best_run, client.tracking_uri, Path(output_dir) / "export", model_name=name)
+    except Exception as err:  # the sweep's trials are done and kept whatever happens here
+        log.warning("the best trial could not be exported and registered: %s: %s", type(err).__name__, err)
+        client.set_tag(parent, "dflab.register_error", f"{type(err).__name__}: {err}"[:5000])
+        return
+    client.set_tag(parent, "dflab.registered_model", name)
+    if result.registered is not None:
+        client.set_tag(parent, "dflab.registered_version", result.registered.version)
 
 
 def _fmt(value: Any) -> str:

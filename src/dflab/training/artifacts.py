@@ -23,6 +23,7 @@ from dflab.metrics.breakdown import breakdown, breakdown_metrics, breakdown_tabl
 from dflab.metrics.predictions import keyed_predictions
 from dflab.metrics.reports import model_description, plot_roc, write_predictions
 from dflab.tracking.mlflow_utils import save_redacted
+from dflab.training.calibration import log_calibration
 from dflab.training.result import RunResult
 from dflab.utils.report import report
 
@@ -95,9 +96,15 @@ def log_run_artifacts(cfg: ExperimentConfig, logger: MLFlowLogger, datamodule: D
                 client.log_artifact(run_id, str(write_breakdown(tmpdir / f"breakdown_{stage}.csv", stage, rows)),
                                     "reports")
                 report(breakdown_table(stage, rows))
+        title = f"{cfg.logging.run_name or cfg.name}: {model_description(cfg.model, cfg.data, cfg.triplet)}"
         if probs_by_stage:
-            title = f"{cfg.logging.run_name or cfg.name}: {model_description(cfg.model, cfg.data, cfg.triplet)}"
             client.log_artifact(run_id, str(plot_roc(probs_by_stage, tmpdir / "roc.png", title)), "plots")
+        cal = result.calibration
+        if cal is not None:
+            log_calibration(client, str(run_id), cal, tmpdir, step, title)
+            rule = "equal-error-rate point" if cal.rule == "eer" else f"false-positive rate <= {cal.target_fpr:g}"
+            report(f"calibration on {cal.n_videos} validation videos: temperature {cal.temperature:.3f}, "
+                   f"ECE {cal.ece_before:.3f} -> {cal.ece_after:.3f}; verdict threshold {cal.threshold:.4f} ({rule})")
     if cfg.logging.log_checkpoint and result.best_checkpoint:
         store_checkpoint(client, str(run_id), Path(result.best_checkpoint))
     if datamodule.excluded:

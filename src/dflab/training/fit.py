@@ -34,6 +34,7 @@ from dflab.tracking.mlflow_utils import (
     store_lock,
 )
 from dflab.training.artifacts import end_failed_run, log_run_artifacts
+from dflab.training.calibration import calibrate_validation, store_in_checkpoint
 from dflab.training.callbacks import LogDatasetInputs, extra_callbacks, monitor_mode
 from dflab.training.costs import model_costs
 from dflab.training.epoch_log import EpochLines, interactive
@@ -178,6 +179,10 @@ def _fit_and_report(cfg: ExperimentConfig, module: DetectorModule, datamodule: D
     datamodule.gather_skipped(trainer)
 
     result = RunResult(logger.run_id, best_score, best_path, {k: v for k, v in final.items() if "/" in k})
+    if trainer.is_global_zero and "val" in curves:  # temperature and threshold for scoring new files
+        result.calibration = calibrate_validation(cfg, datamodule.split_items["val"], curves["val"])
+        if result.calibration is not None and best_path:
+            store_in_checkpoint(best_path, result.calibration)
     if trainer.is_global_zero:  # what the model costs to run: a sweep may trade accuracy against it
         size = cfg.data.image_size or 224
         example = getattr(module, "example_input_array", None)

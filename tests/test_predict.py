@@ -1,0 +1,228 @@
+"""`dflab predict` end to end: a real trained MesoNet (checkpoint with its calibration), its ONNX
+export registered in a real MLflow database, real H.264 videos, packaged face photos and broken
+files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from dflab.cli.main import main
+from dflab.experiment import load_experiment
+from dflab.export.export import export_run
+from dflab.models.checkpoint import read_checkpoint
+from dflab.predict.models import ModelLoadError, load_models
+from dflab.predict.run import predict
+from dflab.training.train import run_experiment
+from dflab.video import probe, write_video
+from dflab.video.faults import damage_bytes
+
+pytestmark = pytest.mark.slow
+
+PHOTOS = Path(__import__("insightface").__file__).parent / "data" / "images"
+
+
+@pytest.fixture(scope="module")
+def trained(small_manifest, face_cache, tmp_path_factory):
+    """One trained run (1 epoch) with a test split, its export and the store it is logged to."""
+    root = tmp_path_factory.mktemp("predict_run")
+    overrides = [
+        "data.source=manifest", f"data.root={small_manifest}", "data.options={}", "data.image_size=64",
+        "data.batch_size=8", "data.train_clips_per_video=2", "data.eval_clips_per_video=3",
+        "data.num_workers=0", "data.test_fraction=0.25", f"faces.cache_dir={face_cache}", "faces.num_frames=4",
+        "faces.workers=0", "trainer.max_epochs=2", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+        f"logging.tracking_uri=sqlite:///{root}/mlflow.db", f"logging.artifact_location={root}/artifacts",
+        f"logging.output_dir={root}/outputs", "logging.experiment=dflab-unit",
+    ]
+    cfg = load_experiment("experiments/mesonet4_demo.yaml", overrides)
+    result = run_experiment(cfg, progress=False)
+    uri = f"sqlite:///{root}/mlflow.db"
+    export = export_run(result.run_id, uri, root / "export")
+    return {"root": root, "uri": uri, "run": result, "cfg": cfg, "export": root / "export" / result.run_id,
+            "registered": export.registered}
+
+
+def _test_videos(trained) -> dict[str, float]:
+    """Test videos and the fake probability evaluation logged for each."""
+    client = MlflowClient(trained["uri"])
+    folder = Path(client.download_artifacts(trained["run"].run_id, "predictions", str(trained["root"] / "dl")))
+    rows = list(csv.DictReader((folder / "predictions_test.csv").read_text().splitlines()))
+    root = Path(trained["cfg"].data.root).parent
+    return {str(root / r["path"]) if not Path(r["path"]).is_absolute() else r["path"]: float(r["fake_probability"])
+            for r in rows}
+
+
+def test_training_stores_calibration_in_checkpoint_and_run(trained):
+    run = trained["run"]
+    stored = read_checkpoint(run.best_checkpoint)["dflab_calibration"]
+    assert stored["temperature"] > 0 and 0.0 <= stored["threshold"] <= 1.0 and stored["rule"] == "eer"
+    assert stored["n_videos"] == len(stored["val_keys"]) == len(stored["val_logits"]) > 0
+    client = MlflowClient(trained["uri"])
+    metrics = client.get_run(run.run_id).data.metrics
+    for key in ("temperature", "threshold", "ece_before", "ece_after"):
+        assert metrics[f"calibration/{key}"] == pytest.approx(stored[key])
+    assert metrics["calibration/ece_after"] <= metrics["calibration/ece_before"] + 1e-6
+    files = {a.path for a in client.list_artifacts(run.run_id, "plots")}
+    assert "plots/reliability.png" in files
+    assert "calibration.json" in {a.path for a in client.list_artifacts(run.run_id)}
+
+
+@pytest.mark.parametrize("which", ["checkpoint", "export"])
+def test_predict_scores_test_videos_exactly_as_evaluation(trained, tmp_path, which):
+    """The file score before calibration is the number evaluation logged for the same video."""
+    expected = _test_videos(trained)
+    model = trained["run"].best_checkpoint if which == "checkpoint" else str(trained["export"])
+    out = predict(sorted(expected), [model], out=tmp_path, progress=False)
+    assert [r.status for r in out.results] == ["scored"] * len(expected)
+    tol = 2e-6 if which == "checkpoint" else 1e-4
+    cal = read_checkpoint(trained["run"].best_checkpoint)["dflab_calibration"]
+    for r in out.results:
+        assert r.raw_score == pytest.approx(expected[r.path], abs=tol)
+        logit = math.log(r.raw_score / (1 - r.raw_score))
+        assert r.score == pytest.approx(1 / (1 + math.exp(-logit / cal["temperature"])), abs=1e-6)
+        assert r.verdict == ("fake" if r.score >= cal["threshold"] else "real")
+    assert out.threshold.value == pytest.approx(cal["threshold"])
+
+    rows = list(csv.DictReader((tmp_path / "predictions.csv").read_text().splitlines()))
+    assert [row["path"] for row in rows] == sorted(expected)
+    assert all(float(row["score"]) == pytest.approx(r.score, abs=1e-6) for row, r in zip(rows, out.results, strict=True))
+    doc = json.loads((tmp_path / "predictions.json").read_text())
+    assert doc["threshold"] == pytest.approx(cal["threshold"]) and doc["temperature"] == pytest.approx(cal["temperature"])
+    first = doc["files"][0]
+    info = probe(first["path"])
+    frames = first["tracks"][0]["frames"]
+    assert len(frames) == 3  # data.eval_clips_per_video clips of one frame
+    for f in frames:
+        assert 0 <= f["frame"] < info.num_frames and f["time_s"] == pytest.approx(f["frame"] / info.fps, abs=1e-3)
+        x1, y1, x2, y2 = f["box"]
+        assert 0 <= x1 < x2 <= info.width + 1 and 0 <= y1 < y2 <= info.height + 1
+        assert 0.0 <= f["score"] <= 1.0
+
+
+def _multi_face_video(path: Path, frames: int = 12) -> Path:
+    """A video of the packaged group photo (six people) drifting slowly."""
+    rgb = cv2.cvtColor(cv2.imread(str(PHOTOS / "t1.jpg")), cv2.COLOR_BGR2RGB)
+    h, w = (rgb.shape[0] // 2) * 2, (rgb.shape[1] // 2) * 2
+    rgb = rgb[:h, :w]
+    shifted = (cv2.warpAffine(rgb, np.float32([[1, 0, t], [0, 1, 0]]), (w, h), borderMode=cv2.BORDER_REFLECT)
+               for t in range(frames))
+    return write_video(path, shifted, fps=10)
+
+
+def test_mixed_inputs_list_every_failure_with_its_reason(trained, tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    group = _multi_face_video(media / "group.mp4")
+    shutil.copy(PHOTOS / "t1.jpg", media / "group.jpg")
+    cv2.imwrite(str(media / "wall.png"), np.full((120, 160, 3), 128, np.uint8))  # no face
+    (media / "empty.mp4").write_bytes(b"")
+    (media / "garbage.mp4").write_bytes(np.random.default_rng(0).bytes(5000))
+    (media / "notes.txt").write_text("not media")  # folders contribute only media files
+    damaged = tmp_path / "damaged.mp4"
+    shutil.copy(group, damaged)
+    damage_bytes(damaged, start=0.2, length=0.6)
+    out = predict([str(media), str(tmp_path / "dam*.mp4")], [str(trained["export"])], out=tmp_path / "out",
+                  progress=False)
+    by_name = {Path(r.path).name: r for r in out.results}
+    assert set(by_name) == {"group.mp4", "group.jpg", "wall.png", "empty.mp4", "garbage.mp4", "damaged.mp4"}
+    assert by_name["group.mp4"].scored and len(by_name["group.mp4"].tracks) >= 3
+    assert by_name["group.jpg"].scored and len(by_name["group.jpg"].tracks) >= 4
+    assert by_name["group.jpg"].kind == "image" and by_name["group.jpg"].tracks[0].frames[0].frame == 0
+    assert by_name["wall.png"].status == "no_face" and by_name["wall.png"].score is None
+    for name in ("empty.mp4", "garbage.mp4"):
+        r = by_name[name]
+        assert r.status == "unreadable" and r.score is None and r.verdict is None and name in r.reason
+    assert by_name["damaged.mp4"].status != "scored" or by_name["damaged.mp4"].score is not None
+    rows = {Path(row["path"]).name: row for row in csv.DictReader((tmp_path / "out" / "predictions.csv").read_text().splitlines())}
+    assert rows["garbage.mp4"]["score"] == "" and rows["garbage.mp4"]["verdict"] == ""
+    assert rows["wall.png"]["reason"] == "no face found"
+    # a file score combines its tracks as at evaluation (max by default)
+    video = by_name["group.mp4"]
+    assert video.score == pytest.approx(max(t.score for t in video.tracks), abs=1e-6)
+
+
+def test_annotated_video_and_image_with_grad_cam(trained, tmp_path):
+    video = sorted(_test_videos(trained))[0]
+    out = predict([video, str(PHOTOS / "t1.jpg")], [trained["run"].best_checkpoint], out=tmp_path,
+                  annotate=True, cam=True, progress=False)
+    mp4, png = out.annotated[video], out.annotated[str(PHOTOS / "t1.jpg")]
+    src, drawn = probe(video), probe(mp4)
+    assert drawn.num_frames == src.num_frames and drawn.codec == "h264"
+    assert (drawn.width, drawn.height) == (src.width + src.width % 2, src.height + src.height % 2)
+    image = cv2.imread(str(png))
+    assert image.shape[:2] == cv2.imread(str(PHOTOS / "t1.jpg")).shape[:2]
+    plain = predict([str(PHOTOS / "t1.jpg")], [trained["run"].best_checkpoint], out=tmp_path / "plain",
+                    annotate=True, progress=False)
+    assert not np.array_equal(cv2.imread(str(plain.annotated[str(PHOTOS / "t1.jpg")])), image)  # the heat maps
+
+
+def test_ensemble_mean_of_logits_and_refused_mismatch(trained, tmp_path):
+    ckpt, export = trained["run"].best_checkpoint, str(trained["export"])
+    single = load_models([ckpt])
+    pair = load_models([ckpt, export])
+    clips = torch.rand(4, 1, 3, 64, 64).numpy()
+    assert np.allclose(pair.logits(clips), single.logits(clips), atol=1e-4)
+    assert pair.calibration is not None and len(pair.members) == 2
+    assert pair.calibration.temperature == pytest.approx(single.calibration.temperature, rel=1e-3)
+    # a member that reads other crops is refused, naming the setting
+    other = torch.load(ckpt, weights_only=True)
+    other["dflab_config"]["faces"]["margin"] = 1.6
+    torch.save(other, tmp_path / "other.ckpt")
+    with pytest.raises(ModelLoadError, match=r"margin: 1\.3 != 1\.6"):
+        load_models([ckpt, str(tmp_path / "other.ckpt")])
+
+
+def test_registry_round_trip_pyfunc_and_champion(trained, tmp_path):
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from dflab.export.registry import register
+
+    client = MlflowClient(trained["uri"])
+    reg = trained["registered"]
+    assert reg is not None and reg.name == "dflab-unit" and reg.champion
+    champion = f"models:/{reg.name}@champion"
+    videos = sorted(_test_videos(trained))[:2]
+    out = predict(videos, [champion], out=tmp_path, tracking_uri=trained["uri"], progress=False)
+    assert out.model_id == f"models:/{reg.name}/{reg.version}"
+    mlflow.set_tracking_uri(trained["uri"])
+    try:
+        model = mlflow.pyfunc.load_model(champion)
+    finally:
+        mlflow.set_tracking_uri(None)
+    frame = model.predict(pd.DataFrame({"path": [*videos, str(trained["root"] / "missing.mp4")]}))
+    assert list(frame["path"][:2]) == videos
+    assert np.allclose(frame["score"][:2], [r.score for r in out.results], atol=1e-6)
+    assert frame["status"][2] == "unreadable" and math.isnan(frame["score"][2])
+    assert model.metadata.signature.inputs.input_names() == ["path"]
+
+    # the alias moves only to a better model on the same metric
+    source = f"{client.get_run(trained['run'].run_id).info.artifact_uri}/model"
+    worse = register(client, reg.name, trained["run"].run_id, source, reg.metric, reg.value - 0.1)
+    assert not worse.champion and str(client.get_model_version_by_alias(reg.name, "champion").version) == reg.version
+    better = register(client, reg.name, trained["run"].run_id, source, reg.metric, reg.value + 0.1)
+    assert better.champion and str(client.get_model_version_by_alias(reg.name, "champion").version) == better.version
+    other = register(client, reg.name, trained["run"].run_id, source, "best/val/loss", 0.0, higher_is_better=False)
+    assert not other.champion
+
+
+def test_cli_reports_bad_model_and_missing_input(trained, tmp_path, capsys):
+    video = sorted(_test_videos(trained))[0]
+    assert main(["predict", video, "--model", str(tmp_path / "nope.ckpt"), "--out", str(tmp_path)]) == 2
+    assert "nope.ckpt: no such file or folder" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "absent.mp4"), "--model", str(trained["export"]),
+                 "--out", str(tmp_path)]) == 2
+    assert "absent.mp4: no such file or folder" in capsys.readouterr().err
+    code = main(["predict", video, "--model", str(trained["export"]), "--out", str(tmp_path / "o"),
+                 "--target-fpr", "0.2", "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "false-positive rate <= 0.2" in printed and "1 files: " in printed
