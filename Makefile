@@ -19,6 +19,10 @@ RUN ?=
 RESUME ?=
 PORT ?= 5000
 WORKERS ?=
+# `make predict`: files to score (default: the demo test videos) and models (default: the latest sweep's champion)
+INPUT ?=
+MODEL ?=
+PREDICT_OUT ?= outputs/predict
 # `make server`: PostgreSQL + MLflow tracking server (data, logs and the password file in SERVER_DIR)
 SERVER_DIR ?= server
 SERVER_HOST ?= 127.0.0.1
@@ -31,12 +35,13 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast sweep train faces demo export evaluate data-check ui server dashboard bench bench-sweeps lint typecheck clean
+.PHONY: help install test test-fast sweep train faces demo export predict serve-model evaluate data-check ui server dashboard bench bench-sweeps lint typecheck clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
 	@echo "  Variables: EXP=$(EXP) SWEEP=$(SWEEP) ARGS='key=value ...' RUN=<mlflow run id> PORT=$(PORT)"
+	@echo "             INPUT='files folders globs' MODEL='<run id | models:/name@champion | export dir | .ckpt>'"
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -86,6 +91,15 @@ evaluate: $(STAMP) ## Score the latest sweep's best (or RUN="<run id> [<run id> 
 
 export: $(STAMP) ## Export the best checkpoint of the latest sweep (or RUN=<run id>) to ONNX and .pt2
 	$(DFLAB) export $(if $(RUN),--run-id $(RUN))
+
+predict: $(STAMP) ## Score videos/images: make predict INPUT="clip.mp4 photos/" [MODEL="<run id | models:/name@champion | export dir | .ckpt> ..."]; no INPUT: the demo test videos, annotated
+	$(DFLAB) predict $(if $(INPUT),$(INPUT),data/demo/test --annotate) $(foreach m,$(MODEL),--model $(m)) --out $(PREDICT_OUT) $(ARGS)
+
+SERVE_MODEL ?= models:/dflab-demo@champion
+SERVE_PORT ?= 5001
+serve-model: $(STAMP) ## Serve a registered model over HTTP with MLflow (SERVE_MODEL=models:/dflab-demo@champion, SERVE_PORT=5001)
+	PATH="$(abspath $(VENV))/bin:$$PATH" MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///mlruns/mlflow.db} \
+	  $(VENV)/bin/mlflow models serve -m $(SERVE_MODEL) --env-manager local -h 127.0.0.1 -p $(SERVE_PORT)
 
 ui: $(STAMP) ## Serve the MLflow UI on the runs in mlruns/ (PORT=5000 by default)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts --host 127.0.0.1 --port $(PORT)

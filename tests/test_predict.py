@@ -102,7 +102,7 @@ def test_predict_scores_test_videos_exactly_as_evaluation(trained, tmp_path, whi
     frames = first["tracks"][0]["frames"]
     assert len(frames) == 3  # data.eval_clips_per_video clips of one frame
     for f in frames:
-        assert 0 <= f["frame"] < info.num_frames and f["time_s"] == pytest.approx(f["frame"] / info.fps, abs=1e-3)
+        assert 0 <= f["frame"] < info.num_frames and f["time_s"] == pytest.approx(info.timestamps[f["frame"]], abs=1e-3)
         x1, y1, x2, y2 = f["box"]
         assert 0 <= x1 < x2 <= info.width + 1 and 0 <= y1 < y2 <= info.height + 1
         assert 0.0 <= f["score"] <= 1.0
@@ -182,6 +182,7 @@ def test_ensemble_mean_of_logits_and_refused_mismatch(trained, tmp_path):
 
 
 def test_registry_round_trip_pyfunc_and_champion(trained, tmp_path):
+    import mlflow
     import mlflow.pyfunc
     import pandas as pd
 
@@ -192,13 +193,22 @@ def test_registry_round_trip_pyfunc_and_champion(trained, tmp_path):
     assert reg is not None and reg.name == "dflab-unit" and reg.champion
     champion = f"models:/{reg.name}@champion"
     videos = sorted(_test_videos(trained))[:2]
-    out = predict(videos, [champion], out=tmp_path, tracking_uri=trained["uri"], progress=False)
+    # the store named by tracking_uri is read, whatever MLflow's process-wide URIs say
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/elsewhere.db")
+    mlflow.set_registry_uri(f"sqlite:///{tmp_path}/elsewhere.db")
+    try:
+        out = predict(videos, [champion], out=tmp_path, tracking_uri=trained["uri"], progress=False)
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
     assert out.model_id == f"models:/{reg.name}/{reg.version}"
     mlflow.set_tracking_uri(trained["uri"])
+    mlflow.set_registry_uri(trained["uri"])
     try:
         model = mlflow.pyfunc.load_model(champion)
     finally:
         mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
     frame = model.predict(pd.DataFrame({"path": [*videos, str(trained["root"] / "missing.mp4")]}))
     assert list(frame["path"][:2]) == videos
     assert np.allclose(frame["score"][:2], [r.score for r in out.results], atol=1e-6)
@@ -226,3 +236,69 @@ def test_cli_reports_bad_model_and_missing_input(trained, tmp_path, capsys):
                  "--target-fpr", "0.2", "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 0 and "false-positive rate <= 0.2" in printed and "1 files: " in printed
+
+
+def test_mlflow_models_serve_scores_posted_paths(trained):
+    """The registered model behind MLflow's own scoring server (`mlflow models serve`)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow_cli = Path(sys.executable).parent / "mlflow"
+    # the scoring server starts `uvicorn` from PATH: the environment's bin folder comes first
+    env = {**os.environ, "MLFLOW_TRACKING_URI": trained["uri"],
+           "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.Popen([str(mlflow_cli), "models", "serve", "-m", trained["registered"].uri, "--env-manager",
+                             "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    pytest.fail(f"mlflow models serve did not come up:\n{proc.stdout.read()[-3000:]}")
+                time.sleep(1)
+        video = sorted(_test_videos(trained))[0]
+        body = json.dumps({"dataframe_split": {"columns": ["path"], "data": [[video]]}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body,
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as r:
+            rows = json.loads(r.read())["predictions"]
+        assert rows[0]["path"] == video and rows[0]["status"] == "scored"
+        assert 0.0 <= rows[0]["score"] <= 1.0 and rows[0]["verdict"] in ("fake", "real")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_phone_footage_rotated_and_variable_frame_rate(trained, tmp_path):
+    """A portrait phone video (rotation flag) and a variable-frame-rate file: boxes are in the
+    displayed frame, timestamps are the container's."""
+    from dflab.video.faults import write_vfr_video
+    from footage import face_frames
+
+    frames = list(face_frames(24, size=128))
+    wide = [np.ascontiguousarray(np.pad(f, ((0, 0), (32, 32), (0, 0)), mode="edge")) for f in frames]  # 192x128
+    rotated = write_video(tmp_path / "phone.mp4", wide, fps=24, rotation=90)
+    durations = [40 if i % 3 else 120 for i in range(len(frames))]
+    vfr = write_vfr_video(tmp_path / "vfr.mp4", frames, durations)
+    out = predict([str(rotated), str(vfr)], [str(trained["export"])], out=tmp_path / "out", progress=False)
+    phone, varying = out.results
+    assert phone.scored and (phone.width, phone.height) == (128, 192)
+    for f in phone.tracks[0].frames:
+        assert f.box[2] <= 128 + 1 and f.box[3] <= 192 + 1
+    assert varying.scored
+    starts = np.concatenate([[0], np.cumsum(durations)[:-1]]) / 1000.0
+    for f in varying.tracks[0].frames:
+        assert f.time_s == pytest.approx(starts[f.frame], abs=2e-3)

@@ -12,7 +12,9 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
+from dflab.experiment import load_experiment
 from dflab.export.export import export_run, load_checkpoint
+from dflab.predict.run import predict
 from dflab.sweeps.space import load_sweep
 from dflab.sweeps.sweep import run_sweep
 
@@ -36,6 +38,11 @@ def sweep_file(tmp_path, fast_overrides):
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+def small_manifest_root(cfg) -> Path:
+    """The folder of the sweep's dataset (a manifest CSV beside its videos)."""
+    return Path(load_experiment(cfg.experiment, cfg.overrides).data.root).parent
 
 
 def test_sweep_resumes_study_logs_children_and_exports_best(sweep_file, tmp_path):
@@ -69,6 +76,12 @@ def test_sweep_resumes_study_logs_children_and_exports_best(sweep_file, tmp_path
     page = Path(client.download_artifacts(parent.info.run_id, "plots/sweep_report.html", str(tmp_path))).read_text()
     assert page.count("plotly-graph-div") >= 2 and "video_auroc" in page and "Parallel coordinates" in page
 
+    # The best trial is exported and registered as dflab-<study>, its version the champion.
+    assert parent.data.tags["dflab.registered_model"] == "dflab-unit"
+    champion = client.get_model_version_by_alias("dflab-unit", "champion")
+    assert champion.run_id == best_run and str(champion.version) == parent.data.tags["dflab.registered_version"]
+    assert {"model/MLmodel"} <= {a.path for a in client.list_artifacts(best_run, "model")}
+
     # Running the sweep again adds to the same study and the same parent run.
     study = run_sweep(load_sweep(sweep_file, ["n_trials=1"]), progress=False)
     reloaded = optuna.load_study(study_name="unit", storage=cfg.storage)
@@ -76,6 +89,19 @@ def test_sweep_resumes_study_logs_children_and_exports_best(sweep_file, tmp_path
     assert len(client.search_runs([exp.experiment_id], "tags.`dflab.kind` = 'sweep'")) == 1
     children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(children) == 3
+
+    # The champion moved only if the best trial changed to a better one.
+    versions = client.search_model_versions("name='dflab-unit'")
+    assert len(versions) == 2
+    champion = client.get_model_version_by_alias("dflab-unit", "champion")
+    assert champion.run_id == client.get_run(parent.info.run_id).data.tags["best_run_id"]
+
+    # `dflab predict` with no model scores with that champion.
+    videos = sorted(str(p) for p in Path(small_manifest_root(cfg)).rglob("*.mp4"))[:2]
+    scored = predict(videos, out=tmp_path / "predict", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+                     progress=False)
+    assert scored.model_id == f"models:/dflab-unit/{champion.version}"
+    assert all(r.scored for r in scored.results)
 
     # Export the best checkpoint of the latest sweep (no run id given).
     result = export_run(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", out_dir=tmp_path / "export")

@@ -239,14 +239,16 @@ def _from_tracking(spec: str | None, tracking_uri: str | None, folder: Path) -> 
     if spec.startswith("models:/"):
         from mlflow.artifacts import download_artifacts
 
-        try:
-            local = Path(download_artifacts(artifact_uri=spec, dst_path=str(folder), tracking_uri=store.tracking_uri))
+        version = _model_version(store, spec)
+        try:  # the version's files, fetched from the store itself (not MLflow's global registry URI)
+            source = store.get_model_version_download_uri(version.name, version.version)
+            local = Path(download_artifacts(artifact_uri=source, dst_path=str(folder), tracking_uri=store.tracking_uri))
         except (MlflowException, OSError) as err:
-            raise ModelLoadError(f"{spec}: not found in {store.tracking_uri} ({str(err).splitlines()[0][:200]})") from None
+            raise ModelLoadError(f"{spec}: its files cannot be fetched ({str(err).splitlines()[0][:200]})") from None
         found = find_export(local)
         if found is None:
             raise ModelLoadError(f"{spec}: the registered model holds no dflab export")
-        return OnnxScorer(found, _version_id(store, spec))
+        return OnnxScorer(found, f"models:/{version.name}/{version.version}")
     if not RUN_ID.match(spec):
         raise ModelLoadError(f"{spec}: not a file, a folder, an MLflow run id or a models:/ URI")
     try:
@@ -286,16 +288,26 @@ def latest_champion(store: Any) -> str:
         raise ModelLoadError(f"no --model given and {err}") from None
 
 
-def _version_id(store: Any, spec: str) -> str:
-    """``models:/<name>/<version>`` for an alias URI (the version it points at now)."""
+def _model_version(store: Any, spec: str) -> Any:
+    """The model version a ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` URI names.
+
+    Raises:
+        ModelLoadError: no such registered model, alias or version in the store.
+    """
+    from mlflow.exceptions import MlflowException
+
     rest = spec.removeprefix("models:/")
-    if "@" in rest:
-        name, alias = rest.split("@", 1)
-        try:
-            return f"models:/{name}/{store.get_model_version_by_alias(name, alias).version}"
-        except Exception:  # the version is a label only; scoring already has the files
-            return spec
-    return spec
+    name, sep, alias = rest.partition("@")
+    if not sep:
+        name, _, alias = rest.rpartition("/")
+    if not name or not alias:
+        raise ModelLoadError(f"{spec}: expected models:/<name>@<alias> or models:/<name>/<version>")
+    try:
+        if sep:
+            return store.get_model_version_by_alias(name, alias)
+        return store.get_model_version(name, alias)
+    except MlflowException as err:
+        raise ModelLoadError(f"{spec}: not found in {store.tracking_uri} ({str(err).splitlines()[0][:200]})") from None
 
 
 def load_models(specs: Sequence[str], tracking_uri: str | None = None) -> Scorer:

@@ -22,7 +22,8 @@ class FrameScore:
 
     Attributes:
         frame: display index in the video (0 for an image).
-        time_s: presentation time in seconds (``frame / fps``; 0 for an image).
+        time_s: presentation time in seconds from the first frame (the container's timestamps,
+            so right for variable frame rates; 0 for an image).
         box: ``[x1, y1, x2, y2]`` face box in pixels of the displayed frame.
         logit: raw network output for the clip this frame belongs to.
         score: calibrated fake probability of that clip.

@@ -142,6 +142,7 @@ def score_video(path: str, scorer: Scorer, detector: Any, threshold: float, fram
     dataset = FaceClipDataset([VideoItem(path, 0)], [faces], spec, clips, train=False,
                               track_score=s.track_score, min_track_coverage=s.min_track_coverage,
                               decoded=[kept])
+    stamps = info.timestamps  # presentation times: right for variable frame rates too
     kept_crops: dict[tuple[int, int], np.ndarray] = {}
     clip_logits: dict[int, list[float]] = {}
     frame_scores: dict[int, list[FrameScore]] = {}
@@ -160,7 +161,7 @@ def score_video(path: str, scorer: Scorer, detector: Any, threshold: float, fram
             clip_logits.setdefault(track, []).append(logit)
             prob = float(calibrated(scorer, logit))
             frame_scores.setdefault(track, []).extend(
-                FrameScore(int(f), round(float(f) / info.fps, 4) if info.fps else 0.0,
+                FrameScore(int(f), round(float(stamps[f]), 4) if info.ordered else round(f / (info.fps or 1), 4),
                            [round(float(v), 2) for v in b], round(logit, 5), round(prob, 5))
                 for f, b in zip(idx.tolist(), boxes, strict=True))
             if keep_crops:

@@ -143,10 +143,12 @@ def store_lock(uri: str) -> AbstractContextManager[None]:
 
 
 def client(cfg: LoggingConfig):
-    """An ``MlflowClient`` on the configured tracking URI (see :func:`prepare_tracking`)."""
+    """An ``MlflowClient`` on the configured tracking URI (see :func:`prepare_tracking`), whose
+    model registry is the same store (never MLflow's process-wide registry URI)."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=prepare_tracking(cfg))
+    uri = prepare_tracking(cfg)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def ensure_experiment(cfg: LoggingConfig, name: str | None = None) -> str:
