@@ -7,7 +7,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -181,8 +184,28 @@ def test_ensemble_mean_of_logits_and_refused_mismatch(trained, tmp_path):
         load_models([ckpt, str(tmp_path / "other.ckpt")])
 
 
-def test_registry_round_trip_pyfunc_and_champion(trained, tmp_path):
+@contextmanager
+def process_wide_uris(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking and registry URIs set to ``uri`` for a while (and its
+    environment variables restored: ``set_registry_uri(None)`` leaves ``MLFLOW_REGISTRY_URI``)."""
     import mlflow
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def test_registry_round_trip_pyfunc_and_champion(trained, tmp_path):
     import mlflow.pyfunc
     import pandas as pd
 
@@ -194,21 +217,11 @@ def test_registry_round_trip_pyfunc_and_champion(trained, tmp_path):
     champion = f"models:/{reg.name}@champion"
     videos = sorted(_test_videos(trained))[:2]
     # the store named by tracking_uri is read, whatever MLflow's process-wide URIs say
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/elsewhere.db")
-    mlflow.set_registry_uri(f"sqlite:///{tmp_path}/elsewhere.db")
-    try:
+    with process_wide_uris(f"sqlite:///{tmp_path}/elsewhere.db"):
         out = predict(videos, [champion], out=tmp_path, tracking_uri=trained["uri"], progress=False)
-    finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
     assert out.model_id == f"models:/{reg.name}/{reg.version}"
-    mlflow.set_tracking_uri(trained["uri"])
-    mlflow.set_registry_uri(trained["uri"])
-    try:
+    with process_wide_uris(trained["uri"]):
         model = mlflow.pyfunc.load_model(champion)
-    finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
     frame = model.predict(pd.DataFrame({"path": [*videos, str(trained["root"] / "missing.mp4")]}))
     assert list(frame["path"][:2]) == videos
     assert np.allclose(frame["score"][:2], [r.score for r in out.results], atol=1e-6)
@@ -302,3 +315,28 @@ def test_phone_footage_rotated_and_variable_frame_rate(trained, tmp_path):
     starts = np.concatenate([[0], np.cumsum(durations)[:-1]]) / 1000.0
     for f in varying.tracks[0].frames:
         assert f.time_s == pytest.approx(starts[f.frame], abs=2e-3)
+
+
+def test_temporal_model_scores_clips_and_refuses_still_images(trained, tmp_path, face_cache):
+    """A backbone + GRU over 4-frame windows: exported with a clips input, scored per window."""
+    cfg = trained["cfg"]
+    root = tmp_path
+    overrides = ["data.source=manifest", f"data.root={cfg.data.root}", "data.options={}", "data.image_size=64",
+                 "data.batch_size=4", "data.train_clips_per_video=1", "data.eval_clips_per_video=2",
+                 "data.frames_per_clip=4", "data.frame_stride=2", "data.num_workers=0", "data.test_fraction=0.25",
+                 "model.temporal=gru", "model.temporal_hidden=16", f"faces.cache_dir={face_cache}",
+                 "faces.num_frames=4", "faces.workers=0", "trainer.max_epochs=1", "trainer.accelerator=cpu",
+                 "trainer.enable_progress_bar=false", f"logging.tracking_uri=sqlite:///{root}/mlflow.db",
+                 f"logging.artifact_location={root}/artifacts", f"logging.output_dir={root}/outputs"]
+    run = run_experiment(load_experiment("experiments/mesonet4_demo.yaml", overrides), progress=False)
+    export_run(run.run_id, f"sqlite:///{root}/mlflow.db", root / "export", register=False)
+    meta = json.loads((root / "export" / run.run_id / "export.json").read_text())
+    assert meta["input_name"] == "clips" and meta["predict"]["temporal"] and meta["predict"]["frames_per_clip"] == 4
+    video = sorted(_test_videos(trained))[0]
+    for model in (run.best_checkpoint, str(root / "export" / run.run_id)):
+        out = predict([video, str(PHOTOS / "t1.jpg")], [model], out=root / "out", progress=False)
+        clip, image = out.results
+        assert clip.scored and image.status == "failed" and "still image" in image.reason
+        frames = [f.frame for f in clip.tracks[0].frames]
+        assert len(frames) == 2 * 4  # two windows of four frames, each frame with its window's score
+        assert frames[1] - frames[0] == 2

@@ -100,6 +100,9 @@ class OnnxScorer(Scorer):
         wanted = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # ONNX Runtime's threads would spin after each call, taking the cores the decoder and the
+        # face detector of the next file need
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=wanted)
         super().__init__(model_id or meta.get("model_id") or str(folder), settings, calibration,
                          f"onnxruntime ({self.session.get_providers()[0]})")
