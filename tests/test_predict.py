@@ -340,3 +340,87 @@ def test_temporal_model_scores_clips_and_refuses_still_images(trained, tmp_path,
         frames = [f.frame for f in clip.tracks[0].frames]
         assert len(frames) == 2 * 4  # two windows of four frames, each frame with its window's score
         assert frames[1] - frames[0] == 2
+
+
+def test_broken_models_and_options_are_refused_in_one_line(trained, tmp_path, capsys):
+    video = sorted(_test_videos(trained))[0]
+    export = trained["export"]
+
+    def run(*args: str) -> tuple[int, str]:
+        code = main(["predict", video, "--out", str(tmp_path / "out"), "--no-progress", *args])
+        return code, capsys.readouterr().err
+
+    broken = tmp_path / "broken_onnx"
+    shutil.copytree(export, broken)
+    (broken / "model.onnx").write_bytes((export / "model.onnx").read_bytes()[:5000])
+    code, err = run("--model", str(broken))
+    assert code == 2 and f"{broken / 'model.onnx'}: not a model ONNX Runtime can load" in err
+
+    typed = tmp_path / "typed"
+    shutil.copytree(export, typed)
+    meta = json.loads((typed / "export.json").read_text())
+    meta["calibration"]["temperature"] = "abc"
+    (typed / "export.json").write_text(json.dumps(meta))
+    code, err = run("--model", str(typed))
+    assert code == 2 and "export.json" in err and "temperature" in err
+
+    plain = tmp_path / "uncalibrated"
+    shutil.copytree(export, plain)
+    meta["calibration"] = None
+    (plain / "export.json").write_text(json.dumps(meta))
+    code, err = run("--model", str(plain), "--target-fpr", "0.1")
+    assert code == 2 and "records no validation scores" in err
+    assert run("--model", str(plain))[0] == 0  # scored, uncalibrated, and said so
+    assert json.loads((tmp_path / "out" / "predictions.json").read_text())["threshold"] == 0.5
+
+    missing_store = tmp_path / "nowhere" / "mlflow.db"
+    code, err = run("--tracking-uri", f"sqlite:///{missing_store}")
+    assert code == 2 and "no MLflow store" in err and not missing_store.parent.exists()
+
+    with pytest.raises(SystemExit):
+        main(["predict", video, "--model", str(export), "--threshold", "0.5", "--target-fpr", "0.1"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_output_folder_inside_inputs_and_empty_folders_are_skipped(trained, tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    shutil.copy(PHOTOS / "t1.jpg", media / "group.jpg")
+    (tmp_path / "nothing").mkdir()
+    for _ in range(2):  # the second run finds the first run's annotated PNG under media/out
+        out = predict([str(media), str(tmp_path / "nothing")], [str(trained["export"])], out=media / "out",
+                      annotate=True, progress=False)
+        assert [Path(r.path).name for r in out.results] == ["group.jpg"]
+    doc = json.loads((media / "out" / "predictions.json").read_text())
+    assert doc["skipped_inputs"] == [f"{tmp_path / 'nothing'}: a folder with no video or image files"]
+    assert doc["interrupted"] is False
+
+
+def test_ctrl_c_keeps_the_files_already_scored(trained, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    videos = sorted(_test_videos(trained))
+    for i in range(30):
+        (folder / f"v{i:02d}.mp4").symlink_to(videos[i % len(videos)])
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "dflab", "predict", str(folder), "--model", str(trained["export"]),
+                             "--out", str(out), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the model is loaded and scoring started
+        if "scoring 30 files" in line:
+            break
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stdout.read()
+    assert proc.wait(60) == 130, rest
+    assert "Traceback" not in rest and "interrupted: " in rest
+    doc = json.loads((out / "predictions.json").read_text())
+    rows = list(csv.DictReader((out / "predictions.csv").read_text().splitlines()))
+    assert doc["interrupted"] is True and len(doc["files"]) == len(rows) < 30
+    assert all(f["status"] == "scored" for f in doc["files"])

@@ -81,12 +81,17 @@ def _export(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     _writable_folder("--out", args.out)
+    if args.no_progress:  # MLflow's download bars too
+        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     from dflab.predict.run import predict
 
-    result = predict(args.paths, args.model or (), out=args.out, frames=args.frames, annotate=args.annotate,
-                     cam=args.cam, threshold=args.threshold, target_fpr=args.target_fpr,
-                     tracking_uri=args.tracking_uri, progress=not args.no_progress, threads=args.threads)
-    return 0 if any(r.scored for r in result.results) or not result.results else 1
+    try:
+        result = predict(args.paths, args.model or (), out=args.out, frames=args.frames, annotate=args.annotate,
+                         cam=args.cam, threshold=args.threshold, target_fpr=args.target_fpr,
+                         tracking_uri=args.tracking_uri, progress=not args.no_progress, threads=args.threads)
+    except KeyboardInterrupt:  # what was scored is written; predict said where
+        return 130
+    return 0 if any(r.scored for r in result.results) else 1
 
 
 def _probability(text: str) -> float:
@@ -272,10 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--annotate", action="store_true",
                     help="write annotated videos (H.264 MP4) and images (PNG): boxes, scores, verdict, timeline")
     pr.add_argument("--cam", action="store_true", help="overlay Grad-CAM heat maps on the faces (implies --annotate)")
-    pr.add_argument("--threshold", type=_probability, default=None,
-                    help="verdict threshold on the calibrated score (default: the model's, chosen on validation)")
-    pr.add_argument("--target-fpr", type=_open_probability, default=None,
-                    help="choose the threshold for this false-positive rate on the model's validation videos")
+    verdict = pr.add_mutually_exclusive_group()
+    verdict.add_argument("--threshold", type=_probability, default=None,
+                         help="verdict threshold on the calibrated score (default: the model's, chosen on validation)")
+    verdict.add_argument("--target-fpr", type=_open_probability, default=None,
+                         help="choose the threshold for this false-positive rate on the model's validation videos")
     pr.add_argument("--tracking-uri", default=None,
                     help="MLflow tracking URI for run ids and models:/ (default: $MLFLOW_TRACKING_URI, else "
                          "sqlite:///mlruns/mlflow.db)")

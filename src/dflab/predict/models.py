@@ -95,15 +95,22 @@ class OnnxScorer(Scorer):
         import onnxruntime as ort
 
         meta = read_export_meta(folder)
-        settings = PredictSettings.from_dict(meta["predict"])
-        calibration = Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else None
+        try:
+            settings = PredictSettings.from_dict(meta["predict"])
+            calibration = Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else None
+        except (TypeError, ValueError) as err:
+            raise ModelLoadError(f"{folder / 'export.json'}: {err}") from None
         wanted = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
         options = ort.SessionOptions()
         options.log_severity_level = 3
         # ONNX Runtime's threads would spin after each call, taking the cores the decoder and the
         # face detector of the next file need
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=wanted)
+        try:
+            self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=wanted)
+        except Exception as err:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
+            detail = str(err).splitlines()[0][:200]
+            raise ModelLoadError(f"{folder / 'model.onnx'}: not a model ONNX Runtime can load ({detail})") from None
         super().__init__(model_id or meta.get("model_id") or str(folder), settings, calibration,
                          f"onnxruntime ({self.session.get_providers()[0]})")
         self.folder, self.input_name = folder, meta.get("input_name", "frames")
@@ -232,10 +239,15 @@ def load_scorer(spec: str | None, tracking_uri: str | None = None, workdir: str 
 def _from_tracking(spec: str | None, tracking_uri: str | None, folder: Path) -> Scorer:
     from mlflow.exceptions import MlflowException
 
-    from dflab.config.schema import LoggingConfig
+    from dflab.config.schema import LoggingConfig, tracking_uri_or_default
     from dflab.tracking.mlflow_utils import RunLookupError, client, run_checkpoint
 
     uri_cfg = LoggingConfig(tracking_uri=tracking_uri or "")
+    uri = tracking_uri_or_default(uri_cfg.tracking_uri)
+    db_file = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
+    if db_file is not None and not Path(db_file).is_file():  # reading must not create an empty store
+        raise ModelLoadError(f"no MLflow store at {uri} (no such database file); pass --tracking-uri, or --model "
+                             "with an export folder or checkpoint")
     store = client(uri_cfg)
     if spec is None:
         spec = latest_champion(store)
@@ -287,8 +299,9 @@ def latest_champion(store: Any) -> str:
             return f"models:/{name}@champion"
     try:
         return latest_sweep_best_run(store)
-    except RunLookupError as err:
-        raise ModelLoadError(f"no --model given and {err}") from None
+    except RunLookupError:
+        raise ModelLoadError(f"no --model given and no finished sweep in {store.tracking_uri}; run `make sweep` "
+                             "first or pass --model (MODEL= with make)") from None
 
 
 def _model_version(store: Any, spec: str) -> Any:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dflab.predict.inputs import InputFile, expand_inputs
-from dflab.predict.models import Scorer, load_models
+from dflab.predict.models import ModelLoadError, Scorer, load_models
 from dflab.predict.results import FileResult
 from dflab.predict.score import Scored, score_image, score_video
 from dflab.utils.atomic import atomic_write
@@ -49,14 +49,15 @@ def choose_threshold(scorer: Scorer, threshold: float | None = None, target_fpr:
     one stored with the model (its EER point by default).
 
     Raises:
-        ValueError: ``target_fpr`` for a model without validation scores.
+        ModelLoadError: ``target_fpr`` for a model without validation scores.
     """
     cal = scorer.calibration
     if threshold is not None:
         return Threshold(threshold, "given (--threshold)")
     if target_fpr is not None:
         if cal is None:
-            raise ValueError(f"--target-fpr: {scorer.model_id} records no validation scores to choose a threshold on")
+            raise ModelLoadError(f"--target-fpr: {scorer.model_id} records no validation scores to choose a "
+                                 "threshold on; pass --threshold instead")
         cal = cal.rethreshold("fpr", target_fpr)
         return Threshold(cal.threshold, f"false-positive rate <= {target_fpr:g} on {cal.n_videos} validation videos")
     if cal is None:
@@ -91,7 +92,7 @@ def _annotated_name(path: str, kind: str, used: set[str]) -> str:
 
 
 def _write(out: Path, scorer: Scorer, threshold: Threshold, results: Sequence[FileResult],
-           annotated: dict[str, Path]) -> tuple[Path, Path]:
+           annotated: dict[str, Path], notes: dict[str, Any]) -> tuple[Path, Path]:
     csv_path, json_path = out / "predictions.csv", out / "predictions.json"
     with atomic_write(csv_path, "w") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
@@ -100,7 +101,8 @@ def _write(out: Path, scorer: Scorer, threshold: Threshold, results: Sequence[Fi
             writer.writerow({"path": r.path, "kind": r.kind, "status": r.status,
                              "score": "" if r.score is None else f"{r.score:.6f}", "verdict": r.verdict or "",
                              "threshold": f"{threshold.value:.6f}", "faces": len(r.tracks),
-                             "frames_scored": sum(len(t.frames) for t in r.tracks), "seconds": f"{r.seconds:.3f}",
+                             "frames_scored": len({f.frame for t in r.tracks for f in t.frames}),
+                             "seconds": f"{r.seconds:.3f}",
                              "reason": r.reason, "model": scorer.model_id})
     cal = scorer.calibration
     doc: dict[str, Any] = {
@@ -108,6 +110,7 @@ def _write(out: Path, scorer: Scorer, threshold: Threshold, results: Sequence[Fi
         "runtime": scorer.runtime, "threshold": threshold.value, "threshold_source": threshold.source,
         "temperature": None if cal is None else cal.temperature, "settings": scorer.settings.to_dict(),
         "score": "calibrated fake probability; verdict fake when score >= threshold",
+        **notes,
         "files": [dict(r.to_dict(), annotated=str(annotated[r.path]) if r.path in annotated else None)
                   for r in results],
     }
@@ -175,7 +178,8 @@ def predict(paths: Sequence[str | Path], models: Sequence[str] = (), out: str | 
     """Score every file ``paths`` names with ``models`` and write the predictions into ``out``.
 
     Args:
-        paths: video/image files, folders (recursive) and globs.
+        paths: video/image files, folders (recursive) and globs; arguments that name nothing are
+            skipped with a warning and listed as ``skipped_inputs`` in ``predictions.json``.
         models: ``--model`` values (several: an ensemble); empty: the latest sweep's champion.
         out: output folder.
         frames: frames scored per face track (default: as at evaluation).
@@ -197,7 +201,9 @@ def predict(paths: Sequence[str | Path], models: Sequence[str] = (), out: str | 
     from dflab.faces.detect import detector_threads
     from dflab.faces.detector import create_detector
 
-    items = expand_inputs(paths)
+    items, problems = expand_inputs(paths, exclude=out)
+    for line in problems:
+        log.warning("skipped: %s", line)
     scorer = load_models(models, tracking_uri)
     chosen = choose_threshold(scorer, threshold, target_fpr)
     net = scorer.torch_net() if cam else None
@@ -220,6 +226,7 @@ def predict(paths: Sequence[str | Path], models: Sequence[str] = (), out: str | 
     annotated: dict[str, Path] = {}
     used: set[str] = set()
     saved = time.monotonic()
+    notes = {"skipped_inputs": problems, "interrupted": False, "files_given": len(items)}
     try:
         for item in tqdm(items, desc="predict", unit="file", disable=not progress, dynamic_ncols=True):
             scored = _score_one(item, scorer, detector, chosen.value, frames, threads, net is not None)
@@ -228,10 +235,14 @@ def predict(paths: Sequence[str | Path], models: Sequence[str] = (), out: str | 
                 target = out / "annotated" / _annotated_name(item.path, item.kind, used)
                 annotated[item.path] = _annotate(scored, target, chosen.value, scorer, net)
             if time.monotonic() - saved > SAVE_EVERY_S:
-                _write(out, scorer, chosen, results, annotated)
+                _write(out, scorer, chosen, results, annotated, notes)
                 saved = time.monotonic()
-    finally:
-        csv_path, json_path = _write(out, scorer, chosen, results, annotated)
+    except KeyboardInterrupt:
+        notes["interrupted"] = True
+        csv_path, json_path = _write(out, scorer, chosen, results, annotated, notes)
+        report(f"interrupted: {len(results)} of {len(items)} files done, written to {csv_path} and {json_path}")
+        raise
+    csv_path, json_path = _write(out, scorer, chosen, results, annotated, notes)
     report(results_table(results, chosen))
     report(f"predictions: {csv_path} and {json_path}" + (f"; annotated files in {out / 'annotated'}"
                                                           if annotated else ""))

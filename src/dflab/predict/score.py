@@ -124,6 +124,8 @@ def score_video(path: str, scorer: Scorer, detector: Any, threshold: float, fram
         return Scored(result)
     result.num_frames, result.fps, result.width, result.height = info.num_frames, info.fps, info.width, info.height
     span = clip_span(s.frames_per_clip, s.frame_stride)
+    if frames is not None:  # more clips than start positions would only repeat clips
+        clips = min(clips, max(1, info.num_frames - span + 1))
     likely = uniform_clips(info.num_frames, s.frames_per_clip, s.frame_stride, clips).ravel() \
         if info.num_frames >= span else np.zeros(0, np.int64)
     kept: dict[int, np.ndarray] = {}
@@ -144,6 +146,7 @@ def score_video(path: str, scorer: Scorer, detector: Any, threshold: float, fram
                               decoded=[kept])
     stamps = info.timestamps  # presentation times: right for variable frame rates too
     kept_crops: dict[tuple[int, int], np.ndarray] = {}
+    listed: set[tuple[int, int]] = set()
     clip_logits: dict[int, list[float]] = {}
     frame_scores: dict[int, list[FrameScore]] = {}
     problems: list[str] = []
@@ -158,8 +161,11 @@ def score_video(path: str, scorer: Scorer, detector: Any, threshold: float, fram
             index, track = int(it["clip_idx"]), int(it["track_idx"])
             idx = dataset.clip_indices(index)
             boxes = faces.box_at(idx, track)
-            clip_logits.setdefault(track, []).append(logit)
+            clip_logits.setdefault(track, []).append(logit)  # repeats count, as at evaluation
             prob = float(calibrated(scorer, logit))
+            if (track, int(idx[0])) in listed:  # a clip that repeats (a short track) is listed once
+                continue
+            listed.add((track, int(idx[0])))
             frame_scores.setdefault(track, []).extend(
                 FrameScore(int(f), round(float(stamps[f]), 4) if info.ordered else round(f / (info.fps or 1), 4),
                            [round(float(v), 2) for v in b], round(logit, 5), round(prob, 5))
