@@ -35,7 +35,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast sweep train faces demo export predict serve-model evaluate data-check ui server dashboard bench bench-sweeps lint typecheck clean
+.PHONY: help install test test-fast sweep train faces demo export predict serve-model evaluate data-check ui server dashboard bench bench-predict bench-sweeps lint typecheck clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -115,6 +115,10 @@ bench: $(STAMP) ## Measure throughput and face recall (Markdown on stdout, outpu
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/faces.py
 	$(PYTHON) bench/video.py
+	$(PYTHON) bench/predict.py
+
+bench-predict: $(STAMP) ## Seconds per 10-s 1080p video: dflab predict (ONNX Runtime) against the usual research pipeline
+	$(PYTHON) bench/predict.py
 
 bench-sweeps: $(STAMP) ## Sweep benchmarks: trials/h with 1, 2, 4 workers, epochs saved by pruning, server overhead (~20 min)
 	$(PYTHON) bench/sweeps.py

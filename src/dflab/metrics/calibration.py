@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics.functional.classification import binary_calibration_error, binary_roc
 
 THRESHOLD_RULES = ("eer", "fpr")
 T_MIN, T_MAX = 0.05, 20.0
@@ -119,6 +118,10 @@ def expected_calibration_error(
         raise ValueError("expected_calibration_error: empty input")
     if not ((probs >= 0) & (probs <= 1)).all():
         raise ValueError("expected_calibration_error: probabilities must lie in [0, 1]")
+    from torchmetrics.functional.classification import (
+        binary_calibration_error,  # 2.5 s import: on use
+    )
+
     return float(binary_calibration_error(probs, labels.long(), n_bins=n_bins, norm="l1"))
 
 
@@ -148,6 +151,8 @@ def choose_threshold(
     if not ((probs >= 0) & (probs <= 1)).all():
         raise ValueError("choose_threshold: probabilities must lie in [0, 1]")
     labels = labels.long()
+    from torchmetrics.functional.classification import binary_roc
+
     fpr, tpr, thresholds = binary_roc(probs, labels)
     # Rates as counts (exact), so an FPR of exactly target_fpr is not lost to float32 rounding.
     n_neg, n_pos = int((labels == 0).sum()), int((labels == 1).sum())

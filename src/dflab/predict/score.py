@@ -6,7 +6,7 @@ seen on ``min_track_coverage`` of the sampled frames) gets ``clips_per_track`` e
 within the frames where it was seen, cut by the same :class:`~dflab.clips.dataset.FaceClipDataset`
 as validation and test; a track's score is the mean of its clips' fake probabilities and the
 file's score combines the tracks (``max``, ``mean`` or ``main``;
-:func:`~dflab.metrics.scores.video_scores`). The frames the clips most likely need are decoded
+:func:`~dflab.metrics.video.video_scores`). The frames the clips most likely need are decoded
 in the detection pass and kept, so a video is usually decoded once; every frame is exact (what
 playback shows). Probabilities are then calibrated with the model's temperature.
 
@@ -64,10 +64,10 @@ def calibrated(scorer: Scorer, logit: float | np.ndarray) -> Any:
 
 
 def _combine(track_probs: dict[int, float], how: str) -> float:
-    """The file's raw probability from its tracks' (as :func:`~dflab.metrics.scores.video_scores`)."""
+    """The file's raw probability from its tracks' (as :func:`~dflab.metrics.video.video_scores`)."""
     import torch
 
-    from dflab.metrics.scores import video_scores
+    from dflab.metrics.video import video_scores
 
     tracks = sorted(track_probs)
     probs = torch.tensor([track_probs[t] for t in tracks], dtype=torch.float64)
