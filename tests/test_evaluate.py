@@ -65,7 +65,7 @@ def test_one_table_over_several_test_sets(fast_overrides, small_manifest, face_c
 def test_ensemble_of_two_runs_averages_logits(fast_overrides, small_manifest, face_cache, tmp_path, monkeypatch):
     import torch
 
-    from dflab.export.export import load_checkpoint
+    from dflab.models.checkpoint import load_checkpoint
     from dflab.models.ensemble import EnsembleClassifier
 
     monkeypatch.chdir(tmp_path)

@@ -13,7 +13,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from dflab.experiment import load_experiment
-from dflab.export.export import export_run, load_checkpoint
+from dflab.export.export import export_run
+from dflab.models.checkpoint import load_checkpoint
 from dflab.predict.run import predict
 from dflab.sweeps.space import load_sweep
 from dflab.sweeps.sweep import run_sweep

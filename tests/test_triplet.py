@@ -56,7 +56,7 @@ def test_embedding_learns_to_separate_the_classes(training_losses):
 
 @pytest.mark.slow
 def test_two_stages_are_linked_runs_and_the_embedding_stays_frozen(fast_overrides):
-    from dflab.export.export import load_checkpoint
+    from dflab.models.checkpoint import load_checkpoint
     from dflab.training.train import run_experiment
 
     cfg = build_experiment({"name": "siamese"}, [*fast_overrides, "triplet.enabled=true", "triplet.embed_epochs=1",

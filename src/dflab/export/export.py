@@ -23,7 +23,7 @@ from dflab.config.schema import LoggingConfig
 from dflab.export.registry import RegisteredVersion, log_pyfunc_model
 from dflab.export.registry import register as register_version
 from dflab.export.settings import PredictSettings
-from dflab.models.checkpoint import load_checkpoint, read_checkpoint
+from dflab.models.checkpoint import checkpoint_net, read_checkpoint
 from dflab.utils.atomic import atomic_write
 from dflab.utils.report import report
 
@@ -136,8 +136,8 @@ def export_run(run_id: str | None = None, tracking_uri: str | None = None,
     target = Path(out_dir) / run_id
     with tempfile.TemporaryDirectory() as tmp:
         ckpt_path = run_checkpoint(client, run_id, tmp)
-        cfg, net = load_checkpoint(ckpt_path)
         stored = read_checkpoint(ckpt_path)
+        cfg, net = checkpoint_net(stored, ckpt_path)
         target.mkdir(parents=True, exist_ok=True)
         # weights and config alone (no optimizer state): eager PyTorch and Grad-CAM read it
         slim = {k: stored[k] for k in ("state_dict", "dflab_config", "dflab_calibration", "dflab_mlflow_run_id")

@@ -91,9 +91,14 @@ def load_checkpoint(path: str | Path) -> tuple[ExperimentConfig, nn.Module]:
         CheckpointError: not a dflab checkpoint, a file that would run code, a stored config
             that is not valid here, or weights that do not fit the network (names the file).
     """
+    return checkpoint_net(read_checkpoint(path), path)
+
+
+def checkpoint_net(ckpt: dict[str, Any], path: str | Path) -> tuple[ExperimentConfig, nn.Module]:
+    """:func:`load_checkpoint` for contents already read with :func:`read_checkpoint` (``path``
+    names the file in messages), so a caller that also needs other entries reads the file once."""
     from dflab.config import ConfigError, build_config
 
-    ckpt = read_checkpoint(path)
     try:
         cfg = build_config(ckpt["dflab_config"])
     except ConfigError as err:

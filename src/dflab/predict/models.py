@@ -193,11 +193,12 @@ def read_export_meta(folder: Path) -> dict[str, Any]:
 
 def load_checkpoint_scorer(path: Path, model_id: str | None = None) -> TorchScorer:
     """A checkpoint file on eager PyTorch, with its stored calibration."""
-    from dflab.models.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+    from dflab.models.checkpoint import CheckpointError, checkpoint_net, read_checkpoint
 
     try:
-        cfg, net = load_checkpoint(path)
-        stored = read_checkpoint(path).get("dflab_calibration")
+        ckpt = read_checkpoint(path)
+        cfg, net = checkpoint_net(ckpt, path)
+        stored = ckpt.get("dflab_calibration")
         calibration = Calibration.from_dict(stored) if stored else None
     except (CheckpointError, ValueError) as err:
         raise ModelLoadError(str(err)) from None

@@ -35,7 +35,7 @@ class DetectorModel:
         import pandas as pd
 
         from dflab.predict.inputs import kind_of
-        from dflab.predict.score import score_image, score_video
+        from dflab.predict.score import score_file
 
         if isinstance(model_input, pd.DataFrame):
             column = "path" if "path" in model_input.columns else model_input.columns[0]
@@ -45,10 +45,7 @@ class DetectorModel:
         rows = []
         th = self.threshold.value
         for path in paths:
-            if kind_of(path) == "image":
-                result = score_image(path, self.scorer, self.detector, th).result
-            else:
-                result = score_video(path, self.scorer, self.detector, th, self.frames).result
+            result = score_file(path, kind_of(path), self.scorer, self.detector, th, self.frames).result
             rows.append({"path": path, "status": result.status,
                          "score": math.nan if result.score is None else result.score,
                          "verdict": result.verdict or "", "threshold": th, "faces": len(result.tracks),

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dflab.predict.inputs import InputFile, expand_inputs
+from dflab.predict.inputs import expand_inputs
 from dflab.predict.models import ModelLoadError, Scorer, load_models
 from dflab.predict.results import FileResult
-from dflab.predict.score import Scored, score_image, score_video
+from dflab.predict.score import Scored, score_file
 from dflab.utils.atomic import atomic_write
 from dflab.utils.report import report
 
@@ -139,13 +139,6 @@ def results_table(results: Sequence[FileResult], threshold: Threshold) -> str:
     return render_table(table, width=160)
 
 
-def _score_one(item: InputFile, scorer: Scorer, detector: Any, threshold: float, frames: int | None,
-               threads: int, cams: bool) -> Scored:
-    if item.kind == "image":
-        return score_image(item.path, scorer, detector, threshold, keep_crops=cams)
-    return score_video(item.path, scorer, detector, threshold, frames, threads, keep_crops=cams)
-
-
 def _heatmaps(scored: Scored, net: Any) -> dict[tuple[int, int], Any]:
     import numpy as np
     import torch
@@ -229,7 +222,8 @@ def predict(paths: Sequence[str | Path], models: Sequence[str] = (), out: str | 
     notes = {"skipped_inputs": problems, "interrupted": False, "files_given": len(items)}
     try:
         for item in tqdm(items, desc="predict", unit="file", disable=not progress, dynamic_ncols=True):
-            scored = _score_one(item, scorer, detector, chosen.value, frames, threads, net is not None)
+            scored = score_file(item.path, item.kind, scorer, detector, chosen.value, frames, threads,
+                                net is not None)
             results.append(scored.result)
             if annotate and ((scored.faces is not None and scored.faces.error is None) or scored.image is not None):
                 target = out / "annotated" / _annotated_name(item.path, item.kind, used)

@@ -225,3 +225,11 @@ def score_image(path: str, scorer: Scorer, detector: Any, threshold: float, keep
     result.seconds = time.perf_counter() - start
     kept = {(t, 0): clips[t, 0] for t in range(len(found))} if keep_crops else None
     return Scored(result, image=rgb, crops=kept)
+
+
+def score_file(path: str, kind: str, scorer: Scorer, detector: Any, threshold: float, frames: int | None = None,
+               threads: int = 2, keep_crops: bool = False) -> Scored:
+    """Score a file of ``kind`` ``image`` (:func:`score_image`) or ``video`` (:func:`score_video`)."""
+    if kind == "image":
+        return score_image(path, scorer, detector, threshold, keep_crops=keep_crops)
+    return score_video(path, scorer, detector, threshold, frames, threads, keep_crops=keep_crops)
