@@ -376,6 +376,9 @@ def test_broken_models_and_options_are_refused_in_one_line(trained, tmp_path, ca
     missing_store = tmp_path / "nowhere" / "mlflow.db"
     code, err = run("--tracking-uri", f"sqlite:///{missing_store}")
     assert code == 2 and "no MLflow store" in err and not missing_store.parent.exists()
+    for command in (["export", "--out-dir", str(tmp_path / "exp")], ["evaluate", "experiments/mesonet4_demo.yaml"]):
+        assert main([*command, "--tracking-uri", f"sqlite:///{missing_store}"]) == 2  # reading creates no store
+        assert "no MLflow store" in capsys.readouterr().err and not missing_store.parent.exists()
 
     with pytest.raises(SystemExit):
         main(["predict", video, "--model", str(export), "--threshold", "0.5", "--target-fpr", "0.1"])

@@ -22,7 +22,6 @@ import pytorch_lightning as pl
 
 from dflab.clips.datamodule import DeepfakeDataModule
 from dflab.config import ExperimentConfig
-from dflab.config.schema import LoggingConfig
 from dflab.datasets.resolve import dataset_roots
 from dflab.experiment import load_experiment
 from dflab.metrics.breakdown import BreakdownRow, breakdown, breakdown_table, write_breakdown
@@ -167,14 +166,17 @@ def cross_dataset_evaluation(
     """
     from dflab.models.checkpoint import load_checkpoint
     from dflab.models.ensemble import EnsembleClassifier
-    from dflab.tracking.mlflow_utils import client as mlflow_client
-    from dflab.tracking.mlflow_utils import latest_sweep_best_run, run_checkpoint
+    from dflab.tracking.mlflow_utils import (
+        existing_store_client,
+        latest_sweep_best_run,
+        run_checkpoint,
+    )
 
     run_ids, checkpoints = _as_list(run_id), _as_list(checkpoint)
     if run_ids and checkpoints:
         raise ValueError("give run ids or checkpoints, not both")
     targets = [load_experiment(path, overrides) for path in datasets]  # refuse bad configs first
-    client = mlflow_client(LoggingConfig(tracking_uri=tracking_uri or "")) if not checkpoints else None
+    client = existing_store_client(tracking_uri) if not checkpoints else None
     if client is not None and not run_ids:
         run_ids = [latest_sweep_best_run(client)]
     members: list[tuple[str, ExperimentConfig, Any]] = []

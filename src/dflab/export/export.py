@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from dflab.config import ExperimentConfig
-from dflab.config.schema import LoggingConfig
 from dflab.export.registry import RegisteredVersion, log_pyfunc_model
 from dflab.export.registry import register as register_version
 from dflab.export.settings import PredictSettings
@@ -128,10 +127,13 @@ def export_run(run_id: str | None = None, tracking_uri: str | None = None,
     with the ``champion`` alias moved to it if it is better on the run's monitored validation
     metric (see :mod:`dflab.export.registry`).
     """
-    from dflab.tracking.mlflow_utils import client as mlflow_client
-    from dflab.tracking.mlflow_utils import latest_sweep_best_run, run_checkpoint
+    from dflab.tracking.mlflow_utils import (
+        existing_store_client,
+        latest_sweep_best_run,
+        run_checkpoint,
+    )
 
-    client = mlflow_client(LoggingConfig(tracking_uri=tracking_uri or ""))
+    client = existing_store_client(tracking_uri)
     run_id = run_id or latest_sweep_best_run(client)
     target = Path(out_dir) / run_id
     with tempfile.TemporaryDirectory() as tmp:

@@ -240,16 +240,17 @@ def load_scorer(spec: str | None, tracking_uri: str | None = None, workdir: str 
 def _from_tracking(spec: str | None, tracking_uri: str | None, folder: Path) -> Scorer:
     from mlflow.exceptions import MlflowException
 
-    from dflab.config.schema import LoggingConfig, tracking_uri_or_default
-    from dflab.tracking.mlflow_utils import RunLookupError, client, run_checkpoint
+    from dflab.tracking.mlflow_utils import (
+        RunLookupError,
+        TrackingError,
+        existing_store_client,
+        run_checkpoint,
+    )
 
-    uri_cfg = LoggingConfig(tracking_uri=tracking_uri or "")
-    uri = tracking_uri_or_default(uri_cfg.tracking_uri)
-    db_file = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
-    if db_file is not None and not Path(db_file).is_file():  # reading must not create an empty store
-        raise ModelLoadError(f"no MLflow store at {uri} (no such database file); pass --tracking-uri, or --model "
-                             "with an export folder or checkpoint")
-    store = client(uri_cfg)
+    try:
+        store = existing_store_client(tracking_uri)
+    except TrackingError as err:
+        raise ModelLoadError(f"{err}; or give --model an export folder or checkpoint") from None
     if spec is None:
         spec = latest_champion(store)
     if spec.startswith("models:/"):

@@ -15,7 +15,6 @@ An image: every detected face is a track of one frame (largest first).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -49,8 +48,10 @@ class Scored:
 
 
 def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
+    """The logit of a probability clamped to ``[1e-6, 1 - 1e-6]`` (as the calibration's video logits)."""
+    from scipy.special import logit
+
+    return float(logit(min(max(p, 1e-6), 1 - 1e-6)))
 
 
 def calibrated(scorer: Scorer, logit: float | np.ndarray) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 
 from dflab.config.schema import LoggingConfig, tracking_uri_or_default
 from dflab.utils.locks import file_lock, lock_path
+from dflab.utils.urls import redact
 
 
 class TrackingError(RuntimeError):
@@ -151,6 +152,22 @@ def client(cfg: LoggingConfig):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def existing_store_client(tracking_uri: str | None = None):
+    """An ``MlflowClient`` on a store that must already exist, for commands that only read runs
+    and models (export, evaluate, predict): a mistyped local URI is refused instead of creating
+    an empty store there.
+
+    Raises:
+        TrackingError: the URI names a local database or folder that does not exist.
+    """
+    uri = tracking_uri_or_default(tracking_uri)
+    local = _local_path(uri)
+    if local is not None and not local.exists():
+        raise TrackingError(f"no MLflow store at {redact(uri)} ({local} does not exist); pass --tracking-uri, "
+                            "or run `make sweep` first")
+    return client(LoggingConfig(tracking_uri=uri))
+
+
 def ensure_experiment(cfg: LoggingConfig, name: str | None = None) -> str:
     """Id of the MLflow experiment ``name`` (default ``cfg.experiment``), created if missing.
 
@@ -183,8 +200,6 @@ def mlflow_params(cfg: Any) -> dict[str, Any]:
     JSON, every password inside a URL (a tracking URI, a database) shown as ``***``, and text cut
     to MLflow's 6000-character limit."""
     from dflab.config import flatten, to_dict
-    from dflab.utils.urls import redact
-
     out: dict[str, Any] = {}
     for key, value in flatten(to_dict(cfg)).items():
         if not (isinstance(value, (int, float, str, bool)) or value is None):
@@ -197,8 +212,6 @@ def save_redacted(cfg: Any, path: Path) -> Path:
     """:func:`dflab.config.save_config` with every password inside a URL shown as ``***`` (for a
     copy that is logged, e.g. a run's ``config.yaml`` artifact)."""
     from dflab.config import save_config
-    from dflab.utils.urls import redact
-
     save_config(cfg, path)
     path.write_text(redact(path.read_text()))
     return path
