@@ -21,14 +21,12 @@ class DetectorModel:
     """A detector that scores files listed in a DataFrame (see the module docstring)."""
 
     def __init__(self, scorer: OnnxScorer, frames: int | None = None) -> None:
-        from dflab.faces.detect import detector_threads
-        from dflab.faces.detector import create_detector
         from dflab.predict.run import choose_threshold
+        from dflab.predict.score import model_detector
 
         self.scorer, self.frames = scorer, frames
         self.threshold = choose_threshold(scorer)
-        s = scorer.settings
-        self.detector = create_detector(s.detector, **detector_threads(s.detector, dict(s.detector_options), 2))
+        self.detector = model_detector(scorer)
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> Any:
         """Score the files of ``model_input`` (DataFrame, list of paths or one path)."""

@@ -26,7 +26,7 @@ from typing import Any
 from dflab.predict.inputs import expand_inputs
 from dflab.predict.models import ModelLoadError, Scorer, load_models
 from dflab.predict.results import FileResult
-from dflab.predict.score import Scored, score_file
+from dflab.predict.score import Scored, model_detector, score_file
 from dflab.utils.atomic import atomic_write
 from dflab.utils.report import report
 
@@ -191,8 +191,6 @@ def predict(paths: Sequence[str | Path], models: Sequence[str] = (), out: str | 
     """
     from tqdm.auto import tqdm
 
-    from dflab.faces.detect import detector_threads
-    from dflab.faces.detector import create_detector
 
     items, problems = expand_inputs(paths, exclude=out)
     for line in problems:
@@ -207,7 +205,7 @@ def predict(paths: Sequence[str | Path], models: Sequence[str] = (), out: str | 
             raise CamError(f"--cam: {scorer.model_id} is a temporal network; Grad-CAM here explains frame networks")
     annotate = annotate or cam
     s = scorer.settings
-    detector = create_detector(s.detector, **detector_threads(s.detector, dict(s.detector_options), threads))
+    detector = model_detector(scorer, threads)
     cal = scorer.calibration
     report(f"model {scorer.model_id} on {scorer.runtime}: {s.backbone}, {s.image_size}px {s.crop} crops, "
            f"{s.detector} faces; temperature {cal.temperature:.3f}" if cal else

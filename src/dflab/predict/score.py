@@ -47,6 +47,15 @@ class Scored:
     crops: dict[tuple[int, int], np.ndarray] | None = None
 
 
+def model_detector(scorer: Scorer, threads: int = 2) -> Any:
+    """The face detector the model was trained with (its name and options), using ``threads``."""
+    from dflab.faces.detect import detector_threads
+    from dflab.faces.detector import create_detector
+
+    s = scorer.settings
+    return create_detector(s.detector, **detector_threads(s.detector, dict(s.detector_options), threads))
+
+
 def _logit(p: float) -> float:
     """The logit of a probability clamped to ``[1e-6, 1 - 1e-6]`` (as the calibration's video logits)."""
     from scipy.special import logit
